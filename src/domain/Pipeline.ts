@@ -1,0 +1,57 @@
+/**
+ * What an author writes: a record schema, a router and mutations.
+ *
+ * The router looks at a record and names the next mutation, says the record is `done`, or says
+ * the state is unknown. A mutation returns the record in its new state, with typed errors.
+ */
+import type { Config, Effect, Layer, Schema } from "effect"
+import type { ObjectStore } from "../services/ObjectStore.ts"
+import { UnknownState, type StepFailure } from "./errors.ts"
+
+export interface Mutation<Rec, E extends StepFailure = never, R = never> {
+  readonly _tag: "Mutation"
+  /** Shown in logs and in the dead-letter queue's `step.name` attribute. */
+  readonly name: string
+  readonly run: (record: Rec) => Effect.Effect<Rec, E, R>
+}
+
+export const mutation = <Rec, E extends StepFailure = never, R = never>(
+  name: string,
+  run: (record: Rec) => Effect.Effect<Rec, E, R>
+): Mutation<Rec, E, R> => ({ _tag: "Mutation", name, run })
+
+export interface Done {
+  readonly _tag: "Done"
+}
+
+/** The router's answer for a record that has reached its final state. */
+export const done: Done = { _tag: "Done" }
+
+/** The router's answer for a record it cannot place: the message goes to the dead-letter queue. */
+export const unknownState = (message: string): UnknownState => new UnknownState({ message })
+
+export type Route<Rec, E extends StepFailure, R> = Mutation<Rec, E, R> | Done | UnknownState
+
+/** The services every runtime provides to a pipeline's own layer. */
+export type RuntimeServices = ObjectStore
+
+export interface Pipeline<Rec, E extends StepFailure = never, R = never> {
+  readonly name: string
+  /** The state record as it travels in a message body (JSON). */
+  readonly schema: Schema.Codec<Rec, unknown>
+  /** Identifies the record across its whole chain (FIFO message group, transition id). */
+  readonly recordId: (record: Rec) => string
+  readonly router: (record: Rec) => Route<Rec, E, R>
+  /** The initial record for a bare id given to the producer. */
+  readonly initialRecord: (id: string) => unknown
+  /** The services the mutations need, built from what the runtime provides. */
+  readonly layer: Layer.Layer<R, Config.ConfigError, RuntimeServices>
+}
+
+/** Identity, for inference: `export default definePipeline({ ... })`. */
+export const definePipeline = <Rec, E extends StepFailure = never, R = never>(
+  pipeline: Pipeline<Rec, E, R>
+): Pipeline<Rec, E, R> => pipeline
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a pipeline of any record, error and services
+export type AnyPipeline = Pipeline<any, any, any>

@@ -1,0 +1,58 @@
+/**
+ * Transition metadata carried as message attributes: the step number, a trace id shared by the
+ * whole chain, and a deterministic transition id (a hash of the record's id and its new state).
+ */
+import { createHash, randomUUID } from "node:crypto"
+
+export const Attribute = {
+  step: "pipeline.step",
+  traceId: "pipeline.trace_id",
+  transitionId: "pipeline.transition_id"
+} as const
+
+export interface Transition {
+  readonly step: number
+  readonly traceId: string
+  readonly transitionId: string
+}
+
+/** JSON with object keys sorted, so equal states hash equally whatever their key order. */
+export const canonicalJson = (value: unknown): string =>
+  JSON.stringify(value, (_key, inner: unknown) =>
+    inner !== null && typeof inner === "object" && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : inner)
+
+export const transitionId = (recordId: string, encodedState: unknown): string =>
+  createHash("sha256").update(recordId).update("\u0000").update(canonicalJson(encodedState)).digest("hex")
+
+export const initialTransition = (recordId: string, encodedState: unknown): Transition => ({
+  step: 0,
+  traceId: randomUUID(),
+  transitionId: transitionId(recordId, encodedState)
+})
+
+export const nextTransition = (current: Transition, recordId: string, encodedState: unknown): Transition => ({
+  step: current.step + 1,
+  traceId: current.traceId,
+  transitionId: transitionId(recordId, encodedState)
+})
+
+export const toAttributes = (transition: Transition): Record<string, string> => ({
+  [Attribute.step]: String(transition.step),
+  [Attribute.traceId]: transition.traceId,
+  [Attribute.transitionId]: transition.transitionId
+})
+
+/**
+ * Reads the metadata of a received message. A message sent without it (by hand, by another tool)
+ * starts a chain: step 0, its message id as the trace id.
+ */
+export const fromAttributes = (attributes: Readonly<Record<string, string>>, messageId: string): Transition => {
+  const step = Number(attributes[Attribute.step])
+  return {
+    step: Number.isSafeInteger(step) && step >= 0 ? step : 0,
+    traceId: attributes[Attribute.traceId] ?? messageId,
+    transitionId: attributes[Attribute.transitionId] ?? ""
+  }
+}
