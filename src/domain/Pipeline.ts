@@ -53,5 +53,11 @@ export const definePipeline = <Rec, E extends StepFailure = never, R = never>(
   pipeline: Pipeline<Rec, E, R>
 ): Pipeline<Rec, E, R> => pipeline
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a pipeline of any record, error and services
-export type AnyPipeline = Pipeline<any, any, any>
+/**
+ * A pipeline whose record, errors and services are not known statically (a registry, a module
+ * loaded by path). Its layer's output is erased: `never` accepts every layer.
+ */
+// oxlint-disable-next-line no-explicit-any -- existential: any record, any error, any services
+export type AnyPipeline = Omit<Pipeline<any, any, any>, "layer"> & {
+  readonly layer: Layer.Layer<never, Config.ConfigError, RuntimeServices>
+}

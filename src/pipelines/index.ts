@@ -1,0 +1,19 @@
+/**
+ * The pipelines that ship with the project, by name.
+ */
+import type { AnyPipeline } from "../domain/Pipeline.ts"
+import { greetingPipeline } from "./greeting.ts"
+
+export const builtinPipelines: Readonly<Record<string, AnyPipeline>> = {
+  greeting: greetingPipeline
+}
+
+export const defaultPipelineName = "greeting"
+
+export const builtinPipeline = (name: string): AnyPipeline => {
+  const pipeline = builtinPipelines[name]
+  if (pipeline === undefined) {
+    throw new Error(`unknown pipeline "${name}"; built in: ${Object.keys(builtinPipelines).join(", ")}`)
+  }
+  return pipeline
+}

@@ -1,0 +1,260 @@
+/**
+ * The transition engine: moves each message of a batch one state forward.
+ *
+ * For each message: decode the body, check the step limit, ask the router, run the mutation.
+ * Successors of the whole batch go out together (10 per request); a message counts as handled
+ * only once its own successor is confirmed sent. Permanent failures go to the dead-letter queue
+ * with their reason; retryable ones are retried in process, then left to SQS redelivery.
+ * Acknowledging (deleting) is the caller's job: Lambda deletes what the handler does not report.
+ */
+import { Duration, Effect, Option, Schedule, Schema } from "effect"
+import {
+  isRetryable,
+  MalformedBody,
+  SchemaViolation,
+  StepLimitReached,
+  type StepFailure
+} from "../domain/errors.ts"
+import type { Pipeline } from "../domain/Pipeline.ts"
+import { Attribute, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
+import { isFifo, type OutgoingMessage, Queue, QueueError, type QueueMessage } from "../services/Queue.ts"
+import { EngineSettings } from "./EngineSettings.ts"
+
+/** What happened to one message. Every outcome but `Failed` is acknowledged. */
+export type Outcome =
+  | { readonly _tag: "Advanced"; readonly message: QueueMessage; readonly mutation: string; readonly step: number }
+  | { readonly _tag: "Done"; readonly message: QueueMessage }
+  | { readonly _tag: "DeadLettered"; readonly message: QueueMessage; readonly error: StepFailure }
+  | { readonly _tag: "Failed"; readonly message: QueueMessage; readonly error: StepFailure }
+
+type Decision =
+  | { readonly _tag: "Next"; readonly message: QueueMessage; readonly mutation: string; readonly entry: OutgoingMessage; readonly step: number }
+  | { readonly _tag: "Done"; readonly message: QueueMessage }
+  | { readonly _tag: "DeadLetter"; readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
+  | { readonly _tag: "Retry"; readonly message: QueueMessage; readonly error: StepFailure }
+
+/** A defect (a thrown exception) in author code: not known to be permanent, so SQS redrive decides. */
+const defect = (cause: unknown): StepFailure => ({
+  _tag: "Defect",
+  message: cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
+})
+
+const MAX_ATTRIBUTE_TEXT = 1024
+const attributeText = (text: string) =>
+  text === "" ? "(empty)" : text.length > MAX_ATTRIBUTE_TEXT ? `${text.slice(0, MAX_ATTRIBUTE_TEXT - 1)}…` : text
+
+/** SQS allows 10 attributes a message: keep the sender's when they fit, ours always. */
+const deadLetterAttributes = (message: QueueMessage, error: StepFailure, stage: string, sourceQueue: string) => {
+  const ours = {
+    "error.tag": error._tag,
+    "error.message": attributeText(error.message),
+    "error.step": stage,
+    "error.receive_count": String(message.receiveCount),
+    "error.source_queue": sourceQueue
+  }
+  const all = { ...message.attributes, ...ours }
+  if (Object.keys(all).length <= 10) return all
+  const pipelineOnly = Object.fromEntries(Object.entries(message.attributes).filter(([key]) => key.startsWith("pipeline.")))
+  return { ...pipelineOnly, ...ours }
+}
+
+export const decodeBody = <Rec>(
+  schema: Schema.Codec<Rec, unknown>,
+  body: string
+): Effect.Effect<Rec, MalformedBody | SchemaViolation> =>
+  Effect.suspend((): Effect.Effect<Rec, MalformedBody | SchemaViolation> => {
+    let json: unknown
+    try {
+      json = JSON.parse(body)
+    } catch (error) {
+      return Effect.fail(new MalformedBody({ message: `body is not JSON: ${(error as Error).message}` }))
+    }
+    return Schema.decodeUnknownEffect(schema)(json, { errors: "all" }).pipe(
+      Effect.mapError((error) => new SchemaViolation({ message: error.message }))
+    )
+  })
+
+export const processBatch = <Rec, E extends StepFailure, R>(
+  pipeline: Pick<Pipeline<Rec, E, R>, "schema" | "recordId" | "router">
+) => {
+  const encode = Schema.encodeEffect(pipeline.schema)
+
+  return Effect.fn("processBatch")(function*(messages: ReadonlyArray<QueueMessage>) {
+    const settings = yield* EngineSettings
+    const queue = yield* Queue
+    const retry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: settings.retryFor }))
+    const fifo = isFifo(settings.queueUrl)
+
+    const decide = (message: QueueMessage, index: number): Effect.Effect<Decision, never, R> => {
+      let stage = "decode"
+      return Effect.gen(function*() {
+        const record = yield* decodeBody(pipeline.schema, message.body)
+        const current: Transition = fromAttributes(message.attributes, message.messageId)
+        if (current.step >= settings.maxSteps) {
+          return yield* new StepLimitReached({
+            message: `step ${current.step} reached the limit of ${settings.maxSteps} steps`,
+            step: current.step,
+            maxSteps: settings.maxSteps
+          })
+        }
+        stage = "route"
+        const route = pipeline.router(record)
+        if (route._tag === "Done") return { _tag: "Done", message } as const
+        if (route._tag === "UnknownState") return yield* route
+        stage = route.name
+        const next = yield* route.run(record).pipe(Effect.retry({ schedule: retry, while: isRetryable }))
+        const encoded = yield* encode(next).pipe(
+          Effect.mapError((error) =>
+            new SchemaViolation({ message: `${route.name} returned an invalid record: ${error.message}` })
+          )
+        )
+        const recordId = pipeline.recordId(next)
+        const transition = nextTransition(current, recordId, encoded)
+        const entry: OutgoingMessage = {
+          id: `m${index}`,
+          body: JSON.stringify(encoded),
+          attributes: toAttributes(transition),
+          ...(fifo ? { groupId: recordId === "" ? transition.traceId : recordId, deduplicationId: transition.transitionId } : {})
+        }
+        return { _tag: "Next", message, mutation: route.name, entry, step: transition.step } as const
+      }).pipe(
+        Effect.catch((error: StepFailure): Effect.Effect<Decision> =>
+          Effect.succeed(
+            isRetryable(error) ? { _tag: "Retry", message, error } : { _tag: "DeadLetter", message, error, stage }
+          )
+        ),
+        Effect.catchDefect((cause) => Effect.succeed<Decision>({ _tag: "Retry", message, error: defect(cause) }))
+      )
+    }
+
+    /** Sends, resending entries that failed for a retryable reason; returns the failure of each entry that never made it. */
+    const sendAll = Effect.fnUntraced(function*(queueUrl: string, entries: ReadonlyArray<OutgoingMessage>) {
+      const failures = new Map<string, StepFailure>()
+      let pending = entries
+      if (pending.length === 0) return failures
+      yield* Effect.suspend(() => queue.send(queueUrl, pending)).pipe(
+        Effect.flatMap((result) => {
+          const retryLater = new Set<string>()
+          for (const failure of result.failed) {
+            if (failure.senderFault) {
+              failures.set(failure.id, { _tag: "SendRejected", message: `${failure.code}: ${failure.message}` })
+            } else retryLater.add(failure.id)
+          }
+          pending = pending.filter((entry) => retryLater.has(entry.id))
+          return pending.length === 0 ? Effect.void : Effect.fail(
+            new QueueError({
+              operation: "SendMessageBatch",
+              queueUrl,
+              message: `${pending.length} of the batch's entries were not sent`,
+              retryable: true,
+              cause: result.failed
+            })
+          )
+        }),
+        Effect.retry({ schedule: retry, while: isRetryable }),
+        Effect.catch((error) => Effect.sync(() => pending.forEach((entry) => failures.set(entry.id, error))))
+      )
+      return failures
+    })
+
+    let resolvedDeadLetterQueue = settings.deadLetterQueueUrl
+    const deadLetterQueue = Option.isSome(resolvedDeadLetterQueue)
+      ? Effect.succeed(resolvedDeadLetterQueue)
+      : queue.attributes(settings.queueUrl).pipe(
+        Effect.retry({ schedule: retry, while: isRetryable }),
+        Effect.map((attributes) => attributes.deadLetterQueueUrl),
+        Effect.tap((url) => Effect.sync(() => (resolvedDeadLetterQueue = url)))
+      )
+
+    const decisions = yield* Effect.forEach(messages, decide, { concurrency: settings.concurrency })
+    const outcomes: Array<Outcome> = []
+
+    // successors first: a message is handled only once its successor is confirmed sent
+    const next = decisions.filter((d) => d._tag === "Next")
+    const sendFailures = yield* sendAll(settings.queueUrl, next.map((d) => d.entry))
+    for (const decision of next) {
+      const error = sendFailures.get(decision.entry.id)
+      outcomes.push(
+        error === undefined
+          ? { _tag: "Advanced", message: decision.message, mutation: decision.mutation, step: decision.step }
+          : { _tag: "Failed", message: decision.message, error }
+      )
+    }
+
+    for (const decision of decisions) {
+      if (decision._tag === "Done") outcomes.push(decision)
+      if (decision._tag === "Retry") outcomes.push({ _tag: "Failed", message: decision.message, error: decision.error })
+    }
+
+    const deadLetters = decisions.filter((d) => d._tag === "DeadLetter")
+    if (deadLetters.length > 0) {
+      const target = yield* deadLetterQueue.pipe(Effect.catch((error) => Effect.succeed(error)))
+      if (!Option.isOption(target) || Option.isNone(target)) {
+        const why = Option.isOption(target) ? "the queue has no dead-letter queue" : `its queue's attributes: ${target.message}`
+        for (const decision of deadLetters) {
+          yield* Effect.logError(`cannot dead-letter message ${decision.message.messageId} (${why}); left on the queue`, {
+            error: decision.error
+          })
+          outcomes.push({ _tag: "Failed", message: decision.message, error: decision.error })
+        }
+      } else {
+        const dlqFifo = isFifo(target.value)
+        const entries = deadLetters.map((decision, index): OutgoingMessage => ({
+          id: `d${index}`,
+          body: decision.message.body,
+          attributes: deadLetterAttributes(decision.message, decision.error, decision.stage, settings.queueUrl),
+          ...(dlqFifo ? { groupId: "dead-letters", deduplicationId: decision.message.messageId } : {})
+        }))
+        const failures = yield* sendAll(target.value, entries)
+        for (const [index, decision] of deadLetters.entries()) {
+          const failure = failures.get(`d${index}`)
+          if (failure === undefined) {
+            yield* Effect.logWarning(`dead-lettered message ${decision.message.messageId}: ${decision.error._tag}`, {
+              reason: decision.error.message,
+              step: decision.stage
+            })
+            outcomes.push({ _tag: "DeadLettered", message: decision.message, error: decision.error })
+          } else {
+            outcomes.push({ _tag: "Failed", message: decision.message, error: failure })
+          }
+        }
+      }
+    }
+
+    for (const outcome of outcomes) {
+      if (outcome._tag === "Failed") {
+        yield* Effect.logWarning(`message ${outcome.message.messageId} left for redelivery: ${outcome.error._tag}`, {
+          reason: outcome.error.message
+        })
+      }
+    }
+    return outcomes
+  })
+}
+
+/** Deletes the handled messages of a batch; a delete that fails means a redelivery, which idempotent steps absorb. */
+export const acknowledge = Effect.fn("acknowledge")(function*(queueUrl: string, outcomes: ReadonlyArray<Outcome>) {
+  const queue = yield* Queue
+  const handled = outcomes.filter((outcome) => outcome._tag !== "Failed")
+  if (handled.length === 0) return
+  const result = yield* queue.delete(
+    queueUrl,
+    handled.map((outcome, index) => ({ id: `a${index}`, receiptHandle: outcome.message.receiptHandle }))
+  ).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) })), while: isRetryable }))
+  for (const failure of result.failed) {
+    yield* Effect.logWarning(`could not delete a handled message (${failure.code}: ${failure.message}); it will be redelivered`)
+  }
+})
+
+export const failedMessageIds = (outcomes: ReadonlyArray<Outcome>): ReadonlyArray<string> =>
+  outcomes.filter((outcome) => outcome._tag === "Failed").map((outcome) => outcome.message.messageId)
+
+/** The attributes a dead-lettered message carries, for readers and tests. */
+export const DeadLetterAttribute = {
+  tag: "error.tag",
+  message: "error.message",
+  step: "error.step",
+  receiveCount: "error.receive_count",
+  sourceQueue: "error.source_queue",
+  pipelineStep: Attribute.step
+} as const
