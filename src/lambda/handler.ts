@@ -9,7 +9,7 @@
  *
  * The runtime is built once per container, on the first invocation.
  */
-import { Effect, Layer, ManagedRuntime, Schema } from "effect"
+import { type Config, Effect, Layer, ManagedRuntime, Schema } from "effect"
 import type { AnyPipeline, RuntimeServices } from "../domain/Pipeline.ts"
 import { builtinPipeline, defaultPipelineName } from "../pipelines/index.ts"
 import { acknowledge, failedMessageIds, processBatch } from "../programs/engine.ts"
@@ -93,8 +93,10 @@ export const handleEvent = (pipeline: AnyPipeline) => {
 export type HandlerServices = Queue | EngineSettings | RuntimeServices
 
 /** One runtime per container; tests pass test layers. */
-export const makeHandler = <E>(pipeline: AnyPipeline, layer: Layer.Layer<HandlerServices, E>) => {
-  const runtime = ManagedRuntime.make(Layer.provideMerge(pipeline.layer, layer))
+export const makeHandler = <R, E>(pipeline: AnyPipeline, layer: Layer.Layer<R | HandlerServices, E>) => {
+  // R includes the RuntimeServices the pipeline's layer needs; TypeScript cannot see through the Exclude
+  const services = Layer.provideMerge(pipeline.layer, layer) as Layer.Layer<R | HandlerServices, E | Config.ConfigError>
+  const runtime = ManagedRuntime.make(services)
   const handle = handleEvent(pipeline)
   return Object.assign((event: unknown): Promise<BatchResponse> => runtime.runPromise(handle(event)), { runtime })
 }

@@ -1,0 +1,104 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { Attribute } from "../../src/domain/transition.ts"
+import { makeHandler } from "../../src/lambda/handler.ts"
+import { greetingPipeline } from "../../src/pipelines/greeting.ts"
+import { EngineSettings } from "../../src/programs/EngineSettings.ts"
+import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
+import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
+import { Queue } from "../../src/services/Queue.ts"
+
+const QUEUE = "https://sqs.test/000000000000/work"
+const DLQ = "https://sqs.test/000000000000/work-dlq"
+
+const testHandler = () =>
+  makeHandler(
+    greetingPipeline,
+    Layer.mergeAll(
+      memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ } }),
+      MemoryObjectStoreLayer,
+      EngineSettings.make({ queueUrl: QUEUE })
+    )
+  )
+
+const eventRecord = (messageId: string, body: string, step = "0") => ({
+  messageId,
+  receiptHandle: `rh-${messageId}`,
+  body,
+  attributes: { ApproximateReceiveCount: "1", SentTimestamp: "1" },
+  messageAttributes: { [Attribute.step]: { stringValue: step, dataType: "Number" } },
+  md5OfBody: "ignored",
+  eventSource: "aws:sqs",
+  eventSourceARN: "arn:aws:sqs:us-east-1:000000000000:work",
+  awsRegion: "us-east-1"
+})
+
+describe("lambda handler", () => {
+  it("answers an SQS event with the failed items only, sends successors, deletes nothing", async () => {
+    const handler = testHandler()
+    const response = await handler({
+      Records: [eventRecord("a", `{"id":"a"}`), eventRecord("b", "not json"), eventRecord("c", `{"id":"c","greeting":"hi","name":"x"}`)]
+    })
+    assert.deepStrictEqual(response, { batchItemFailures: [] })
+    const [queued, dead, requests] = await handler.runtime.runPromise(
+      MemoryQueueControl.useSync((control) => [control.messages(QUEUE), control.messages(DLQ), control.requests] as const)
+    )
+    assert.deepStrictEqual(queued.map((m) => JSON.parse(m.body)), [{ id: "a", greeting: "hello" }])
+    assert.strictEqual(queued[0]!.attributes[Attribute.step], "1")
+    assert.deepStrictEqual(dead.map((m) => m.attributes["error.tag"]), ["MalformedBody"])
+    assert.strictEqual(requests.delete, 0, "Lambda deletes in event source mapping mode")
+  })
+
+  it("reports the messages it could not move forward", async () => {
+    const handler = testHandler()
+    await handler.runtime.runPromise(
+      MemoryQueueControl.useSync((control) => {
+        control.faults.entry = (_operation, queueUrl, message) =>
+          queueUrl === QUEUE && message.body.includes(`"id":"b"`)
+            ? { id: message.id, code: "InvalidParameterValue", message: "no", senderFault: true }
+            : undefined
+      })
+    )
+    const response = await handler({ Records: [eventRecord("a", `{"id":"a"}`), eventRecord("b", `{"id":"b"}`)] })
+    assert.deepStrictEqual(response, { batchItemFailures: [{ itemIdentifier: "b" }] })
+  })
+
+  it("takes the original design's raw message and deletes it once the successor is sent", async () => {
+    const handler = testHandler()
+    const received = await handler.runtime.runPromise(Effect.gen(function*() {
+      const queue = yield* Queue
+      yield* queue.send(QUEUE, [{ id: "1", body: `{"id":"raw"}` }])
+      return (yield* queue.receive(QUEUE))[0]!
+    }))
+    const response = await handler({
+      MessageId: received.messageId,
+      ReceiptHandle: received.receiptHandle,
+      MD5OfBody: "1d66c20ecd0979525d5ea75f9448dbe1",
+      Body: received.body
+    })
+    assert.deepStrictEqual(response, { batchItemFailures: [] })
+    const queued = await handler.runtime.runPromise(MemoryQueueControl.useSync((control) => control.messages(QUEUE)))
+    assert.deepStrictEqual(queued.map((m) => m.body), [`{"id":"raw","greeting":"hello"}`], "original deleted, successor queued")
+  })
+
+  it("rejects an event that is neither an SQS event nor a message, naming what is wrong", async () => {
+    const handler = testHandler()
+    const error = await handler({ Records: [{ messageId: 1 }] }).then(() => undefined, (e: unknown) => e)
+    assert.instanceOf(error, Error)
+    assert.include((error as Error).message, "not an SQS event nor an SQS message")
+  })
+
+  it("builds its runtime once per container", async () => {
+    let builds = 0
+    const handler = makeHandler(
+      greetingPipeline,
+      Layer.mergeAll(memoryQueueLayer(), MemoryObjectStoreLayer, EngineSettings.make({ queueUrl: QUEUE })).pipe(
+        Layer.tap(() => Effect.sync(() => builds++))
+      )
+    )
+    assert.strictEqual(builds, 0)
+    await handler({ Records: [eventRecord("a", `{"id":"a"}`)] })
+    await handler({ Records: [eventRecord("b", `{"id":"b"}`)] })
+    assert.strictEqual(builds, 1)
+  })
+})
