@@ -1,0 +1,183 @@
+/**
+ * The `ObjectStore` service on Amazon S3, through @aws-sdk/client-s3, for the bucket named by
+ * Config `PIPELINE_BUCKET`.
+ *
+ * Region, endpoint and credentials come from the SDK's own conventions (AWS_REGION,
+ * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, the default credential chain).
+ */
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client
+} from "@aws-sdk/client-s3"
+import { Config, Effect, Layer, Option, Stream } from "effect"
+import {
+  isSafeKey,
+  type ObjectInfo,
+  ObjectNotFound,
+  ObjectStore,
+  ObjectStoreError,
+  type StoredObject
+} from "./ObjectStore.ts"
+import { awsErrorMessage, isRetryableAwsError } from "./awsErrors.ts"
+
+export interface S3ObjectStoreOptions {
+  /** Keys per ListObjectsV2 request, 1 to 1000; default 1000 (S3's own maximum). */
+  readonly listPageSize?: number | undefined
+  /** HeadObject requests in flight at once while `list` looks up content types; default 8. */
+  readonly headConcurrency?: number | undefined
+}
+
+/**
+ * True when the SDK will send S3 requests to a configured endpoint (the variables @smithy/core's
+ * endpoint-from-config resolver reads). Such endpoints (moto, minio on 127.0.0.1) cannot serve
+ * virtual-host buckets, so the client then uses path-style addressing.
+ */
+const hasConfiguredEndpoint = (env: NodeJS.ProcessEnv = process.env): boolean =>
+  env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]?.toLowerCase() !== "true" &&
+  Boolean(env["AWS_ENDPOINT_URL_S3"] || env["AWS_ENDPOINT_URL"])
+
+interface SdkErrorShape {
+  readonly name?: unknown
+  readonly $metadata?: { readonly httpStatusCode?: number | undefined } | undefined
+}
+
+const isNotFound = (cause: unknown): boolean => {
+  if (cause === null || typeof cause !== "object") return false
+  const error = cause as SdkErrorShape
+  return error.name === "NoSuchKey" || error.name === "NotFound" || error.$metadata?.httpStatusCode === 404
+}
+
+const storeError = (operation: string, key: string, cause: unknown): ObjectStoreError =>
+  new ObjectStoreError({
+    operation,
+    key,
+    message: awsErrorMessage(cause),
+    retryable: isRetryableAwsError(cause),
+    cause
+  })
+
+const unsafeKey = (operation: string, key: string): ObjectStoreError =>
+  new ObjectStoreError({
+    operation,
+    key,
+    message: `Refusing unsafe key ${JSON.stringify(key)}: keys are relative, /-separated, without empty, . or .. segments`,
+    retryable: false,
+    cause: undefined
+  })
+
+/** The SDK's body in Node is an `IncomingMessage` (async-iterable); elsewhere a web stream. */
+const bodyStream = (body: unknown, key: string): Stream.Stream<Uint8Array, ObjectStoreError> => {
+  const onError = (cause: unknown) => storeError("GetObject.body", key, cause)
+  if (body === undefined || body === null) return Stream.empty
+  if (typeof body === "object" && Symbol.asyncIterator in body) {
+    return Stream.fromAsyncIterable(body as AsyncIterable<Uint8Array>, onError)
+  }
+  if (typeof body === "object" && "transformToWebStream" in body && typeof body.transformToWebStream === "function") {
+    const web = body as { transformToWebStream: () => ReadableStream<Uint8Array> }
+    return Stream.fromReadableStream({ evaluate: () => web.transformToWebStream(), onError })
+  }
+  return Stream.fail(onError(new Error("GetObject returned a body that is not a stream")))
+}
+
+/** The live layer with explicit options; `layer` is this with the defaults. */
+export const layerWith = (
+  options: S3ObjectStoreOptions = {}
+): Layer.Layer<ObjectStore, Config.ConfigError> =>
+  Layer.effect(
+    ObjectStore,
+    Effect.gen(function*() {
+      const bucket = yield* Config.String("PIPELINE_BUCKET")
+      const pageSize = options.listPageSize ?? 1000
+      const headConcurrency = options.headConcurrency ?? 8
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new S3Client(hasConfiguredEndpoint() ? { forcePathStyle: true } : {})),
+        (client) => Effect.sync(() => client.destroy())
+      )
+
+      const call = <A>(
+        operation: string,
+        key: string,
+        request: (signal: AbortSignal) => Promise<A>
+      ): Effect.Effect<A, ObjectStoreError> =>
+        Effect.tryPromise({ try: request, catch: (cause) => storeError(operation, key, cause) })
+
+      const put = Effect.fn("S3ObjectStore.put")(function*(key: string, body: Uint8Array, contentType: string) {
+        if (!isSafeKey(key)) return yield* unsafeKey("PutObject", key)
+        yield* call("PutObject", key, (abortSignal) =>
+          client.send(
+            new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }),
+            { abortSignal }
+          ))
+      })
+
+      const get = Effect.fn("S3ObjectStore.get")(function*(key: string) {
+        if (!isSafeKey(key)) return yield* unsafeKey("GetObject", key)
+        const output = yield* Effect.tryPromise({
+          try: (abortSignal) => client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+          catch: (cause): ObjectStoreError | ObjectNotFound =>
+            isNotFound(cause)
+              ? new ObjectNotFound({ key, message: `No object ${key} in s3://${bucket}` })
+              : storeError("GetObject", key, cause)
+        })
+        return {
+          key,
+          size: output.ContentLength ?? 0,
+          contentType: output.ContentType ?? "application/octet-stream",
+          body: bodyStream(output.Body, key)
+        } satisfies StoredObject
+      })
+
+      const headInfo = (key: string): Effect.Effect<Option.Option<ObjectInfo>, ObjectStoreError> =>
+        Effect.tryPromise({
+          try: (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+          catch: (cause) => ({ notFound: isNotFound(cause), cause })
+        }).pipe(
+          Effect.map((output) =>
+            Option.some<ObjectInfo>({
+              key,
+              size: output.ContentLength ?? 0,
+              contentType: output.ContentType ?? "application/octet-stream"
+            })
+          ),
+          Effect.catch((failure) =>
+            failure.notFound ? Effect.succeed(Option.none()) : Effect.fail(storeError("HeadObject", key, failure.cause))
+          )
+        )
+
+      const head = Effect.fn("S3ObjectStore.head")(function*(key: string) {
+        if (!isSafeKey(key)) return yield* unsafeKey("HeadObject", key)
+        return yield* headInfo(key)
+      })
+
+      const list = Effect.fn("S3ObjectStore.list")(function*(prefix: string) {
+        const keys: Array<string> = []
+        let continuationToken: string | undefined
+        do {
+          const token = continuationToken
+          const page = yield* call("ListObjectsV2", prefix, (abortSignal) =>
+            client.send(
+              new ListObjectsV2Command({
+                Bucket: bucket,
+                Prefix: prefix,
+                MaxKeys: pageSize,
+                ...(token !== undefined ? { ContinuationToken: token } : {})
+              }),
+              { abortSignal }
+            ))
+          for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key)
+          continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined
+        } while (continuationToken !== undefined)
+        // ListObjectsV2 has no content types: one HeadObject per key. An object deleted in between
+        // is left out.
+        const infos = yield* Effect.forEach(keys, headInfo, { concurrency: headConcurrency })
+        return infos.flatMap((info) => Option.isSome(info) ? [info.value] : [])
+      })
+
+      return ObjectStore.of({ location: `s3://${bucket}`, put, get, head, list })
+    })
+  )
+
+export const layer: Layer.Layer<ObjectStore, Config.ConfigError> = layerWith()

@@ -1,0 +1,293 @@
+/**
+ * The `Queue` service on Amazon SQS, through @aws-sdk/client-sqs.
+ *
+ * Region, endpoint and credentials come from the SDK's own conventions (AWS_REGION,
+ * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SQS, the default credential chain); nothing is read from
+ * the project's Config.
+ */
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  type BatchResultErrorEntry,
+  type MessageAttributeValue,
+  type SendMessageBatchRequestEntry,
+  SQSClient
+} from "@aws-sdk/client-sqs"
+import { Effect, Layer, Option } from "effect"
+import {
+  type BatchResult,
+  chunks,
+  type EntryFailure,
+  type OutgoingMessage,
+  Queue,
+  type QueueAttributes,
+  QueueError,
+  type QueueMessage,
+  type ReceiptEntry,
+  type ReceiveOptions
+} from "./Queue.ts"
+import { awsErrorMessage, isRetryableAwsError } from "./awsErrors.ts"
+
+/** Batch requests of one call that may be in flight at once. */
+const CHUNK_CONCURRENCY = 4
+
+/**
+ * True when the SDK will send SQS requests to a configured endpoint (the same environment
+ * variables, in the same order, that @smithy/core's endpoint-from-config resolver reads).
+ */
+const hasConfiguredEndpoint = (env: NodeJS.ProcessEnv = process.env): boolean =>
+  env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]?.toLowerCase() !== "true" &&
+  Boolean(env["AWS_ENDPOINT_URL_SQS"] || env["AWS_ENDPOINT_URL"])
+
+interface SqsEntryFailure {
+  readonly Id?: string | undefined
+  readonly Code?: string | undefined
+  readonly Message?: string | undefined
+  readonly SenderFault?: boolean | undefined
+}
+
+/**
+ * Entries go to SQS with their index in the chunk as `Id` (SQS wants `[A-Za-z0-9_-]{1,80}`, the
+ * caller's ids may be anything), and the results are mapped back to the caller's ids here.
+ */
+const toBatchResult = (
+  ids: ReadonlyArray<string>,
+  successful: ReadonlyArray<{ readonly Id?: string | undefined }> | undefined,
+  failedEntries: ReadonlyArray<SqsEntryFailure | BatchResultErrorEntry> | undefined
+): BatchResult => {
+  const failures = new Map<string, SqsEntryFailure>()
+  for (const entry of failedEntries ?? []) if (entry.Id !== undefined) failures.set(entry.Id, entry)
+  const succeeded = new Set<string>()
+  for (const entry of successful ?? []) if (entry.Id !== undefined) succeeded.add(entry.Id)
+  const ok: Array<string> = []
+  const failed: Array<EntryFailure> = []
+  ids.forEach((id, index) => {
+    const failure = failures.get(String(index))
+    if (failure !== undefined) {
+      failed.push({
+        id,
+        code: failure.Code ?? "Unknown",
+        message: failure.Message ?? "",
+        senderFault: failure.SenderFault ?? false
+      })
+    } else if (succeeded.has(String(index))) {
+      ok.push(id)
+    } else {
+      failed.push({
+        id,
+        code: "MissingFromResponse",
+        message: "SQS reported this entry neither as successful nor as failed",
+        senderFault: false
+      })
+    }
+  })
+  return { successful: ok, failed }
+}
+
+const mergeResults = (results: ReadonlyArray<BatchResult>): BatchResult => ({
+  successful: results.flatMap((result) => result.successful),
+  failed: results.flatMap((result) => result.failed)
+})
+
+const toMessageAttributes = (
+  attributes: Readonly<Record<string, string>> | undefined
+): Record<string, MessageAttributeValue> | undefined => {
+  if (attributes === undefined) return undefined
+  const entries = Object.entries(attributes)
+  if (entries.length === 0) return undefined
+  return Object.fromEntries(entries.map(([name, value]) => [name, { DataType: "String", StringValue: value }]))
+}
+
+const toEntry = (message: OutgoingMessage, index: number): SendMessageBatchRequestEntry => {
+  const entry: SendMessageBatchRequestEntry = { Id: String(index), MessageBody: message.body }
+  const attributes = toMessageAttributes(message.attributes)
+  if (attributes !== undefined) entry.MessageAttributes = attributes
+  if (message.groupId !== undefined) entry.MessageGroupId = message.groupId
+  if (message.deduplicationId !== undefined) entry.MessageDeduplicationId = message.deduplicationId
+  if (message.delaySeconds !== undefined) entry.DelaySeconds = message.delaySeconds
+  return entry
+}
+
+const toInt = (value: string | undefined): number => {
+  const n = Number(value)
+  return Number.isFinite(n) ? n : 0
+}
+
+/** `arn:PARTITION:sqs:REGION:ACCOUNT:NAME` -> its account and name. */
+const parseQueueArn = (arn: string): Option.Option<{ readonly account: string; readonly name: string }> => {
+  const parts = arn.split(":")
+  if (parts.length !== 6 || parts[0] !== "arn" || parts[2] !== "sqs") return Option.none()
+  const [, , , , account, name] = parts as [string, string, string, string, string, string]
+  return account !== "" && name !== "" ? Option.some({ account, name }) : Option.none()
+}
+
+export const layer: Layer.Layer<Queue> = Layer.effect(
+  Queue,
+  Effect.gen(function*() {
+    // SDK (middleware-sdk-sqs queueUrlMiddleware): requests go to the QueueUrl's host unless the client has `endpoint` or `useQueueUrlAsEndpoint: false`; AWS_ENDPOINT_URL(_SQS) does not count.
+    const client = yield* Effect.acquireRelease(
+      Effect.sync(() => new SQSClient(hasConfiguredEndpoint() ? { useQueueUrlAsEndpoint: false } : {})),
+      (client) => Effect.sync(() => client.destroy())
+    )
+
+    const call = <A>(
+      operation: string,
+      queueUrl: string,
+      request: (signal: AbortSignal) => Promise<A>
+    ): Effect.Effect<A, QueueError> =>
+      Effect.tryPromise({
+        try: request,
+        catch: (cause) =>
+          new QueueError({
+            operation,
+            queueUrl,
+            message: awsErrorMessage(cause),
+            retryable: isRetryableAwsError(cause),
+            cause
+          })
+      })
+
+    const send = Effect.fn("SqsQueue.send")(function*(queueUrl: string, messages: ReadonlyArray<OutgoingMessage>) {
+      const results = yield* Effect.forEach(
+        chunks(messages),
+        (chunk) =>
+          call("SendMessageBatch", queueUrl, (abortSignal) =>
+            client.send(
+              new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map(toEntry) }),
+              { abortSignal }
+            )).pipe(
+              Effect.map((output) =>
+                toBatchResult(chunk.map((message) => message.id), output.Successful, output.Failed)
+              )
+            ),
+        { concurrency: CHUNK_CONCURRENCY }
+      )
+      return mergeResults(results)
+    })
+
+    const receive = Effect.fn("SqsQueue.receive")(function*(queueUrl: string, options?: ReceiveOptions) {
+      const output = yield* call("ReceiveMessage", queueUrl, (abortSignal) =>
+        client.send(
+          new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: options?.maxMessages ?? 10,
+            WaitTimeSeconds: options?.waitSeconds ?? 0,
+            ...(options?.visibilityTimeout !== undefined ? { VisibilityTimeout: options.visibilityTimeout } : {}),
+            MessageAttributeNames: ["All"],
+            MessageSystemAttributeNames: ["ApproximateReceiveCount"]
+          }),
+          { abortSignal }
+        ))
+      return (output.Messages ?? []).map((message): QueueMessage => {
+        const attributes: Record<string, string> = {}
+        for (const [name, value] of Object.entries(message.MessageAttributes ?? {})) {
+          if (value.StringValue !== undefined) attributes[name] = value.StringValue
+        }
+        const receiveCount = Number(message.Attributes?.ApproximateReceiveCount)
+        return {
+          messageId: message.MessageId ?? "",
+          receiptHandle: message.ReceiptHandle ?? "",
+          body: message.Body ?? "",
+          attributes,
+          // we asked for it, so it is there; a message in hand has been received at least once
+          receiveCount: Number.isInteger(receiveCount) && receiveCount > 0 ? receiveCount : 1
+        }
+      })
+    })
+
+    const delete_ = Effect.fn("SqsQueue.delete")(function*(queueUrl: string, entries: ReadonlyArray<ReceiptEntry>) {
+      const results = yield* Effect.forEach(
+        chunks(entries),
+        (chunk) =>
+          call("DeleteMessageBatch", queueUrl, (abortSignal) =>
+            client.send(
+              new DeleteMessageBatchCommand({
+                QueueUrl: queueUrl,
+                Entries: chunk.map((entry, index) => ({ Id: String(index), ReceiptHandle: entry.receiptHandle }))
+              }),
+              { abortSignal }
+            )).pipe(
+              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed))
+            ),
+        { concurrency: CHUNK_CONCURRENCY }
+      )
+      return mergeResults(results)
+    })
+
+    const changeVisibility = Effect.fn("SqsQueue.changeVisibility")(function*(
+      queueUrl: string,
+      entries: ReadonlyArray<ReceiptEntry>,
+      seconds: number
+    ) {
+      const results = yield* Effect.forEach(
+        chunks(entries),
+        (chunk) =>
+          call("ChangeMessageVisibilityBatch", queueUrl, (abortSignal) =>
+            client.send(
+              new ChangeMessageVisibilityBatchCommand({
+                QueueUrl: queueUrl,
+                Entries: chunk.map((entry, index) => ({
+                  Id: String(index),
+                  ReceiptHandle: entry.receiptHandle,
+                  VisibilityTimeout: seconds
+                }))
+              }),
+              { abortSignal }
+            )).pipe(
+              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed))
+            ),
+        { concurrency: CHUNK_CONCURRENCY }
+      )
+      return mergeResults(results)
+    })
+
+    const attributes = Effect.fn("SqsQueue.attributes")(function*(queueUrl: string) {
+      const output = yield* call("GetQueueAttributes", queueUrl, (abortSignal) =>
+        client.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["All"] }), { abortSignal }))
+      const attrs = output.Attributes ?? {}
+      let deadLetterQueueUrl = Option.none<string>()
+      const redrivePolicy = attrs.RedrivePolicy
+      if (redrivePolicy !== undefined && redrivePolicy !== "") {
+        const target = yield* Effect.try({
+          try: () => {
+            const policy: unknown = JSON.parse(redrivePolicy)
+            const arn = typeof policy === "object" && policy !== null && "deadLetterTargetArn" in policy
+              ? policy.deadLetterTargetArn
+              : undefined
+            const parsed = typeof arn === "string" ? parseQueueArn(arn) : Option.none()
+            if (Option.isNone(parsed)) throw new Error(`no usable deadLetterTargetArn in ${redrivePolicy}`)
+            return parsed.value
+          },
+          catch: (cause) =>
+            new QueueError({
+              operation: "GetQueueAttributes",
+              queueUrl,
+              message: `Unreadable RedrivePolicy: ${cause instanceof Error ? cause.message : String(cause)}`,
+              retryable: false,
+              cause
+            })
+        })
+        const dlq = yield* call("GetQueueUrl", queueUrl, (abortSignal) =>
+          client.send(
+            new GetQueueUrlCommand({ QueueName: target.name, QueueOwnerAWSAccountId: target.account }),
+            { abortSignal }
+          ))
+        deadLetterQueueUrl = Option.fromUndefinedOr(dlq.QueueUrl)
+      }
+      return {
+        visibilityTimeout: toInt(attrs.VisibilityTimeout),
+        approximateVisible: toInt(attrs.ApproximateNumberOfMessages),
+        approximateInFlight: toInt(attrs.ApproximateNumberOfMessagesNotVisible),
+        approximateDelayed: toInt(attrs.ApproximateNumberOfMessagesDelayed),
+        fifo: attrs.FifoQueue === "true",
+        deadLetterQueueUrl
+      } satisfies QueueAttributes
+    })
+
+    return Queue.of({ send, receive, delete: delete_, changeVisibility, attributes })
+  })
+)
