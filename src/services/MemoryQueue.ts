@@ -3,7 +3,7 @@
  * visibility timeouts (on Effect's Clock, so TestClock drives them), receive counts, fresh receipt
  * handles per receive, batches of at most 10, a redrive target, and injectable failures.
  */
-import { Clock, Context, Effect, Layer, Option } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
 import {
   type BatchResult,
   chunks,
@@ -130,8 +130,17 @@ const make = (initial: Readonly<Record<string, MemoryQueueOptions>>) => Effect.s
     })
 
   const receive = (queueUrl: string, options: ReceiveOptions = {}) =>
+    request("receive", queueUrl).pipe(
+      Effect.andThen(receiveNow(queueUrl, options)),
+      // a long poll, coarsely: look again every 10 ms until the wait is over
+      Effect.repeat({
+        while: (received) => received.length === 0,
+        schedule: Schedule.spaced("10 millis").pipe(Schedule.upTo({ duration: Duration.seconds(options.waitSeconds ?? 0) }))
+      })
+    )
+
+  const receiveNow = (queueUrl: string, options: ReceiveOptions) =>
     Effect.gen(function*() {
-      yield* request("receive", queueUrl)
       const now = yield* Clock.currentTimeMillis
       const state = queueOf(queueUrl)
       const visibility = options.visibilityTimeout ?? state.options.visibilityTimeout ?? DEFAULT_VISIBILITY_TIMEOUT

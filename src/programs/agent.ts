@@ -1,0 +1,182 @@
+/**
+ * The agent: a local event source mapping. It long-polls a queue, keeps up to `concurrency`
+ * messages in flight, runs each batch through a `BatchRunner` (the handler in process, or the
+ * deployed Lambda), deletes what succeeded, and leaves what failed to SQS redelivery.
+ *
+ * While a batch runs, a heartbeat extends its visibility so slow steps are not delivered twice.
+ * When `stop` completes it stops receiving, finishes in-flight work and returns; messages it
+ * received but never started are made visible again at once.
+ */
+import { Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore } from "effect"
+import { isRetryable } from "../domain/errors.ts"
+import { Queue, type QueueMessage } from "../services/Queue.ts"
+import { BatchRunner } from "./BatchRunner.ts"
+
+export interface AgentOptions {
+  readonly queueUrl: string
+  /** Messages in flight at most (more than 10 means several batches at once). */
+  readonly concurrency: number
+  /** Return once the queue and the in-flight work are empty. */
+  readonly untilEmpty: boolean
+  /** Long-poll wait; 20 s is SQS's maximum. */
+  readonly waitSeconds: number
+  /** Completes when the agent should stop (a signal, a test). */
+  readonly stop: Effect.Effect<void>
+  /** Called about every `progressEvery` with the running totals. */
+  readonly onProgress?: ((stats: AgentStats) => Effect.Effect<void>) | undefined
+  readonly progressEvery?: Duration.Input | undefined
+}
+
+export interface AgentStats {
+  readonly received: number
+  readonly succeeded: number
+  readonly failed: number
+  readonly inFlight: number
+  /** Received after the stop and handed back at once. */
+  readonly released: number
+  readonly receiveErrors: number
+  readonly elapsedMillis: number
+}
+
+const retryBriefly = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) }))
+
+export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
+  const queue = yield* Queue
+  const runner = yield* BatchRunner
+  const { visibilityTimeout } = yield* queue.attributes(options.queueUrl).pipe(
+    Effect.retry({ schedule: retryBriefly, while: isRetryable })
+  )
+  const heartbeatEvery = Duration.seconds(Math.max(1, visibilityTimeout / 3))
+  const slots = yield* Semaphore.make(options.concurrency)
+  const workers = yield* FiberSet.make<void, never>()
+  const startedAt = yield* Clock.currentTimeMillis
+  const totals = { received: 0, succeeded: 0, failed: 0, inFlight: 0, released: 0, receiveErrors: 0 }
+  const stats = Effect.map(Clock.currentTimeMillis, (now): AgentStats => ({ ...totals, elapsedMillis: now - startedAt }))
+  let stopping = false
+  const stopped = yield* Deferred.make<void>()
+  yield* Effect.forkChild(options.stop.pipe(Effect.andThen(() => {
+    stopping = true
+    return Deferred.succeed(stopped, undefined)
+  })))
+  /** Runs `effect` unless the agent is told to stop first; a long poll in progress is abandoned (its request aborted). */
+  const unlessStopped = <A, E>(effect: Effect.Effect<A, E>) =>
+    Effect.raceFirst(effect.pipe(Effect.map(Option.some)), Effect.as(Deferred.await(stopped), Option.none<A>()))
+
+  const entries = (messages: ReadonlyArray<QueueMessage>) =>
+    messages.map((message, index) => ({ id: `e${index}`, receiptHandle: message.receiptHandle }))
+
+  const heartbeat = (messages: ReadonlyArray<QueueMessage>) =>
+    queue.changeVisibility(options.queueUrl, entries(messages), visibilityTimeout).pipe(
+      Effect.tap((result) =>
+        result.failed.length === 0 ? Effect.void : Effect.logWarning(`heartbeat: ${result.failed.length} messages could not be extended`)
+      ),
+      Effect.catch((error) => Effect.logWarning(`heartbeat failed: ${error.message}`)),
+      Effect.delay(heartbeatEvery),
+      Effect.forever
+    )
+
+  const work = (messages: ReadonlyArray<QueueMessage>) =>
+    Effect.gen(function*() {
+      const beating = yield* Effect.forkChild(heartbeat(messages))
+      const failedIds = yield* runner.run(messages).pipe(
+        Effect.catch((error) =>
+          Effect.logError(`batch of ${messages.length} failed as a whole: ${error.message}`).pipe(
+            Effect.as(new Set(messages.map((message) => message.messageId)))
+          )
+        )
+      )
+      yield* Fiber.interrupt(beating)
+      const succeeded = messages.filter((message) => !failedIds.has(message.messageId))
+      if (succeeded.length > 0) {
+        const result = yield* queue.delete(options.queueUrl, entries(succeeded)).pipe(
+          Effect.retry({ schedule: retryBriefly, while: isRetryable }),
+          Effect.catch((error) => Effect.succeed({ successful: [], failed: [{ id: "*", code: error._tag, message: error.message, senderFault: false }] }))
+        )
+        if (result.failed.length > 0) {
+          yield* Effect.logWarning(`could not delete handled messages (${result.failed[0]!.message}); they will be redelivered`)
+        }
+      }
+      totals.succeeded += succeeded.length
+      totals.failed += messages.length - succeeded.length
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => (totals.inFlight -= messages.length))),
+      Effect.ensuring(Semaphore.release(slots, messages.length))
+    )
+
+  /** Takes one free slot (waiting for it), then as many more as are free, up to a batch of 10. */
+  const takeSlots = Effect.gen(function*() {
+    yield* Semaphore.take(slots, 1)
+    let taken = 1
+    while (taken < 10 && (yield* Semaphore.takeIfAvailable(slots, 1))) taken++
+    return taken
+  })
+
+  const queueIsEmpty = Effect.gen(function*() {
+    if (totals.inFlight > 0) return false
+    const attributes = yield* queue.attributes(options.queueUrl)
+    return attributes.approximateVisible + attributes.approximateInFlight + attributes.approximateDelayed === 0
+  }).pipe(Effect.catch(() => Effect.succeed(false)))
+
+  const release = (messages: ReadonlyArray<QueueMessage>) =>
+    queue.changeVisibility(options.queueUrl, entries(messages), 0).pipe(
+      Effect.tap(() => Effect.sync(() => (totals.released += messages.length))),
+      Effect.catch((error) => Effect.logWarning(`could not hand back ${messages.length} messages: ${error.message}`))
+    )
+
+  let consecutiveReceiveErrors = 0
+
+  const poll = Effect.gen(function*() {
+    while (!stopping) {
+      if (options.untilEmpty && (yield* queueIsEmpty)) return
+      const slotsTaken = yield* unlessStopped(takeSlots)
+      if (Option.isNone(slotsTaken)) return
+      const wanted = slotsTaken.value
+      // until-empty polls briefly so it notices the end; a service waits as long as SQS allows
+      const waitSeconds = options.untilEmpty ? Math.min(options.waitSeconds, 1) : options.waitSeconds
+      const received = yield* unlessStopped(queue.receive(options.queueUrl, { maxMessages: wanted, waitSeconds })).pipe(
+        Effect.catch((error) =>
+          Effect.gen(function*() {
+            totals.receiveErrors++
+            consecutiveReceiveErrors++
+            const delay = Duration.min(
+              Duration.millis(200 * 2 ** Math.min(consecutiveReceiveErrors - 1, 8)),
+              Duration.seconds(30)
+            )
+            yield* Effect.logError(`receive failed (${error.message}); retrying in ${Duration.format(delay)}`)
+            yield* unlessStopped(Effect.sleep(delay))
+            return Option.none<ReadonlyArray<QueueMessage>>()
+          })
+        )
+      )
+      const messages = Option.getOrElse(received, () => [])
+      if (Option.isSome(received)) consecutiveReceiveErrors = 0
+      if (messages.length < wanted) yield* Semaphore.release(slots, wanted - messages.length)
+      if (messages.length === 0) continue
+      if (stopping) {
+        yield* release(messages)
+        yield* Semaphore.release(slots, messages.length)
+        return
+      }
+      totals.received += messages.length
+      totals.inFlight += messages.length
+      yield* FiberSet.run(workers, work(messages))
+    }
+  })
+
+  const progress = options.onProgress === undefined
+    ? Effect.void
+    : Effect.flatMap(stats, options.onProgress).pipe(
+      Effect.repeat(Schedule.spaced(options.progressEvery ?? "1 second")),
+      Effect.asVoid
+    )
+  const progressFiber = yield* Effect.forkChild(progress)
+
+  yield* poll
+  stopping = true
+  yield* Effect.logInfo(`stopping: finishing ${totals.inFlight} messages in flight`).pipe(
+    Effect.when(Effect.succeed(totals.inFlight > 0))
+  )
+  yield* FiberSet.awaitEmpty(workers)
+  yield* Fiber.interrupt(progressFiber)
+  return yield* stats
+})

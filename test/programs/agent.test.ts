@@ -1,0 +1,119 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Layer } from "effect"
+import { PermanentError } from "../../src/domain/errors.ts"
+import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
+import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
+import { greetingPipeline } from "../../src/pipelines/greeting.ts"
+import { runAgent } from "../../src/programs/agent.ts"
+import { BatchRunner, BatchRunnerError, inProcessRunner } from "../../src/programs/BatchRunner.ts"
+import { EngineSettings } from "../../src/programs/EngineSettings.ts"
+import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
+import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
+import { Queue } from "../../src/services/Queue.ts"
+
+const QUEUE = "work"
+const DLQ = "work-dlq"
+
+const services = (visibilityTimeout = 30) =>
+  Layer.mergeAll(
+    memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 3, visibilityTimeout } }),
+    MemoryObjectStoreLayer,
+    EngineSettings.make({ queueUrl: QUEUE })
+  )
+
+const withRunner = (pipeline = greetingPipeline, visibilityTimeout = 30) =>
+  Layer.provideMerge(inProcessRunner(pipeline), services(visibilityTimeout))
+
+const produce = (count: number) =>
+  Effect.gen(function*() {
+    const queue = yield* Queue
+    const records = Array.from({ length: count }, (_, i) => ({ id: `r${i}` }))
+    const result = yield* queue.send(
+      QUEUE,
+      records.map((record, i) => ({ id: `p${i}`, body: JSON.stringify(record), attributes: toAttributes(initialTransition(record.id, record)) }))
+    )
+    assert.strictEqual(result.successful.length, count)
+  })
+
+const options = { queueUrl: QUEUE, concurrency: 25, untilEmpty: true, waitSeconds: 20, stop: Effect.never }
+
+describe("agent (memory queue)", () => {
+  it.live("runs 50 records to done and stops when the queue is empty", () =>
+    Effect.gen(function*() {
+      yield* produce(50)
+      const stats = yield* runAgent(options)
+      assert.strictEqual(stats.succeeded, 150, "3 passes per greeting: 2 steps and done")
+      assert.strictEqual(stats.failed, 0)
+      const control = yield* MemoryQueueControl
+      assert.deepStrictEqual(control.messages(QUEUE), [])
+      assert.deepStrictEqual(control.messages(DLQ), [])
+      const transitions = 150
+      const requests = control.requests.send + control.requests.receive + control.requests.delete - 5 // the seed's sends
+      assert.isAtMost(requests / transitions, 0.6, `requests per transition: ${requests / transitions}`)
+    }).pipe(Effect.provide(withRunner())))
+
+  it.live("a batch whose runner fails as a whole is left for redelivery, and the agent keeps going", () =>
+    Effect.gen(function*() {
+      yield* produce(3)
+      let calls = 0
+      const flaky = Layer.succeed(BatchRunner, BatchRunner.of({
+        run: () =>
+          Effect.suspend(() => ++calls === 1
+            ? Effect.fail(new BatchRunnerError({ message: "function error: Unhandled", cause: null }))
+            : Effect.succeed(new Set<string>()))
+      }))
+      const stop = yield* Deferred.make<void>()
+      const stats = yield* runAgent({ ...options, untilEmpty: false, stop: Deferred.await(stop) }).pipe(
+        Effect.provide(flaky),
+        Effect.forkChild,
+        Effect.tap(() => Effect.sleep("100 millis")),
+        Effect.tap(() => Deferred.succeed(stop, undefined)),
+        Effect.flatMap(Fiber.join)
+      )
+      assert.strictEqual(stats.failed, 3)
+      const control = yield* MemoryQueueControl
+      assert.strictEqual(control.messages(QUEUE).length, 3, "not deleted: they come back after the visibility timeout")
+    }).pipe(Effect.provide(services())))
+
+  it.live("the heartbeat keeps a slow step's message invisible past its visibility timeout", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const slow = definePipeline({
+        ...greetingPipeline,
+        router: (record) =>
+          record.greeting === undefined
+            ? mutation<typeof record, PermanentError>("slowGreeting", (r) =>
+              Effect.sync(() => runs++).pipe(Effect.andThen(Effect.sleep("2500 millis")), Effect.as({ ...r, greeting: "hello" })))
+            : done
+      })
+      yield* produce(1)
+      const stats = yield* runAgent({ ...options, concurrency: 2 }).pipe(Effect.provide(inProcessRunner(slow)))
+      assert.strictEqual(runs, 1, "delivered once despite a 1 s visibility timeout")
+      assert.strictEqual(stats.succeeded, 2)
+      assert.isAbove((yield* MemoryQueueControl).requests.changeVisibility, 0)
+    }).pipe(Effect.provide(services(1))), 15_000)
+
+  it.live("on stop it finishes in-flight work and receives nothing more", () =>
+    Effect.gen(function*() {
+      const slow = definePipeline({
+        ...greetingPipeline,
+        router: (record) =>
+          record.greeting === undefined
+            ? mutation<typeof record>("slowGreeting", (r) => Effect.sleep("300 millis").pipe(Effect.as({ ...r, greeting: "hello" })))
+            : done
+      })
+      yield* produce(20)
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(
+        runAgent({ ...options, concurrency: 5, untilEmpty: false, stop: Deferred.await(stop) }).pipe(Effect.provide(inProcessRunner(slow)))
+      )
+      yield* Effect.sleep("100 millis")
+      yield* Deferred.succeed(stop, undefined)
+      const stats = yield* Fiber.join(fiber)
+      assert.strictEqual(stats.received, 5)
+      assert.strictEqual(stats.succeeded, 5, "the in-flight five finished")
+      const attributes = yield* (yield* Queue).attributes(QUEUE)
+      assert.strictEqual(attributes.approximateInFlight, 0, "nothing left invisible")
+      assert.strictEqual(attributes.approximateVisible, 20, "15 untouched + 5 successors")
+    }).pipe(Effect.provide(services())))
+})
