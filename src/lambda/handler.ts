@@ -14,7 +14,7 @@ import type { AnyPipeline, RuntimeServices } from "../domain/Pipeline.ts"
 import { builtinPipeline, defaultPipelineName } from "../pipelines/index.ts"
 import { acknowledge, failedMessageIds, processBatch } from "../programs/engine.ts"
 import { EngineSettings } from "../programs/EngineSettings.ts"
-import type { Queue, QueueMessage } from "../services/Queue.ts"
+import type { Queue, QueueError, QueueMessage } from "../services/Queue.ts"
 import * as S3ObjectStore from "../services/S3ObjectStore.ts"
 import * as SqsQueue from "../services/SqsQueue.ts"
 
@@ -55,8 +55,13 @@ const stringValues = (attributes: Readonly<Record<string, { readonly [k: string]
 
 const receiveCount = (text: string | undefined) => Math.max(1, Number(text ?? "1") || 1)
 
-/** Runs one Lambda event through the engine. */
-export const handleEvent = (pipeline: AnyPipeline) => {
+/**
+ * Runs one Lambda event through the engine. The pipeline's own services are erased from the type
+ * (`AnyPipeline`): whoever runs this provides `pipeline.layer` too, as `makeHandler` does.
+ */
+export const handleEvent = (
+  pipeline: AnyPipeline
+): (event: unknown) => Effect.Effect<BatchResponse, QueueError, HandlerServices> => {
   const process = processBatch(pipeline)
   return Effect.fn("handleEvent")(function*(event: unknown) {
     // a malformed event is a wiring bug, not bad data: fail the invocation loudly

@@ -179,4 +179,4 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   yield* FiberSet.awaitEmpty(workers)
   yield* Fiber.interrupt(progressFiber)
   return yield* stats
-})
+}, Effect.scoped)

@@ -17,8 +17,9 @@ import {
 } from "../domain/errors.ts"
 import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
-import { isFifo, type OutgoingMessage, Queue, QueueError, type QueueMessage } from "../services/Queue.ts"
+import { isFifo, type OutgoingMessage, Queue, type QueueMessage } from "../services/Queue.ts"
 import { EngineSettings } from "./EngineSettings.ts"
+import { sendAll } from "./sendAll.ts"
 
 /** What happened to one message. Every outcome but `Failed` is acknowledged. */
 export type Outcome =
@@ -127,36 +128,6 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       )
     }
 
-    /** Sends, resending entries that failed for a retryable reason; returns the failure of each entry that never made it. */
-    const sendAll = Effect.fnUntraced(function*(queueUrl: string, entries: ReadonlyArray<OutgoingMessage>) {
-      const failures = new Map<string, StepFailure>()
-      let pending = entries
-      if (pending.length === 0) return failures
-      yield* Effect.suspend(() => queue.send(queueUrl, pending)).pipe(
-        Effect.flatMap((result) => {
-          const retryLater = new Set<string>()
-          for (const failure of result.failed) {
-            if (failure.senderFault) {
-              failures.set(failure.id, { _tag: "SendRejected", message: `${failure.code}: ${failure.message}` })
-            } else retryLater.add(failure.id)
-          }
-          pending = pending.filter((entry) => retryLater.has(entry.id))
-          return pending.length === 0 ? Effect.void : Effect.fail(
-            new QueueError({
-              operation: "SendMessageBatch",
-              queueUrl,
-              message: `${pending.length} of the batch's entries were not sent`,
-              retryable: true,
-              cause: result.failed
-            })
-          )
-        }),
-        Effect.retry({ schedule: retry, while: isRetryable }),
-        Effect.catch((error) => Effect.sync(() => pending.forEach((entry) => failures.set(entry.id, error))))
-      )
-      return failures
-    })
-
     let resolvedDeadLetterQueue = settings.deadLetterQueueUrl
     const deadLetterQueue = Option.isSome(resolvedDeadLetterQueue)
       ? Effect.succeed(resolvedDeadLetterQueue)
@@ -171,7 +142,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
 
     // successors first: a message is handled only once its successor is confirmed sent
     const next = decisions.filter((d) => d._tag === "Next")
-    const sendFailures = yield* sendAll(settings.queueUrl, next.map((d) => d.entry))
+    const sendFailures = yield* sendAll(settings.queueUrl, next.map((d) => d.entry), retry)
     for (const decision of next) {
       const error = sendFailures.get(decision.entry.id)
       outcomes.push(
@@ -205,7 +176,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           attributes: deadLetterAttributes(decision.message, decision.error, decision.stage, settings.queueUrl),
           ...(dlqFifo ? { groupId: "dead-letters", deduplicationId: decision.message.messageId } : {})
         }))
-        const failures = yield* sendAll(target.value, entries)
+        const failures = yield* sendAll(target.value, entries, retry)
         for (const [index, decision] of deadLetters.entries()) {
           const failure = failures.get(`d${index}`)
           if (failure === undefined) {

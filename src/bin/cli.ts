@@ -1,0 +1,35 @@
+/**
+ * The command-line entry point: `node src/bin/cli.ts <agent|produce> ...`.
+ * Exit codes: 0 success, 1 failure, 2 bad usage.
+ */
+import { NodeServices } from "@effect/platform-node"
+import { Cause, Effect, Exit, Fiber, Layer, Logger } from "effect"
+import { Command } from "effect/cli"
+import { cli } from "../cli/commands.ts"
+import { Shutdown } from "../cli/Shutdown.ts"
+
+const isUsageError = (error: unknown) =>
+  typeof error === "object" && error !== null && "_tag" in error &&
+  (error._tag === "UsageError" || error._tag === "PipelineNotFound" ||
+    (Symbol.for("effect/cli/CliError") in error || error.constructor.name === "ShowHelp"))
+
+// A terminal gets readable lines; anything else (a file, a log collector) gets JSON lines
+const logger = process.stderr.isTTY ? Logger.layer([Logger.consolePretty()]) : Logger.layer([Logger.consoleJson])
+
+let fiber: Fiber.Fiber<unknown, unknown> | undefined
+const program = Command.run(cli, { version: "0.1.0" }).pipe(
+  Effect.provide(Layer.mergeAll(NodeServices.layer, logger, Shutdown.onSignals(() => fiber?.interruptUnsafe())))
+)
+
+fiber = Effect.runFork(program)
+fiber.addObserver((exit) => {
+  if (Exit.isSuccess(exit)) return process.exit(0)
+  if (Cause.hasInterruptsOnly(exit.cause)) return process.exit(130)
+  const error = Cause.squash(exit.cause)
+  if (isUsageError(error)) {
+    if (!(typeof error === "object" && error !== null && "errors" in error)) console.error(String((error as Error).message ?? error))
+    return process.exit(2)
+  }
+  console.error(error instanceof Error ? `error: ${error.message}` : Cause.pretty(exit.cause))
+  process.exit(1)
+})

@@ -1,0 +1,83 @@
+/**
+ * The producer: turns ids and JSON records into initial state records and sends them.
+ *
+ * Every input is validated against the pipeline's schema before anything is sent; one bad input
+ * stops the whole lot unless invalid inputs are to be skipped.
+ */
+import { Effect, Schema } from "effect"
+import type { AnyPipeline } from "../domain/Pipeline.ts"
+import { initialTransition, toAttributes } from "../domain/transition.ts"
+import { isFifo, type OutgoingMessage } from "../services/Queue.ts"
+import { sendAll } from "./sendAll.ts"
+
+/** One input as the user gave it: where it came from (for messages) and its text. */
+export interface ProducerInput {
+  readonly source: string
+  readonly text: string
+}
+
+export interface InvalidInput {
+  readonly source: string
+  readonly reason: string
+}
+
+export interface ParsedInputs {
+  readonly messages: ReadonlyArray<OutgoingMessage>
+  readonly invalid: ReadonlyArray<InvalidInput>
+}
+
+/** Lines of JSON Lines text as inputs, numbered from 1; blank lines are skipped. */
+export const linesOf = (text: string, name: string): ReadonlyArray<ProducerInput> =>
+  text.split(/\r?\n/).flatMap((line, index) => line.trim() === "" ? [] : [{ source: `${name} line ${index + 1}`, text: line }])
+
+/** A JSON object is a record; anything else is a bare id, made into the pipeline's initial record. */
+export const parseInputs = (pipeline: AnyPipeline, queueUrl: string, inputs: ReadonlyArray<ProducerInput>): ParsedInputs => {
+  const decode = Schema.decodeUnknownResult(pipeline.schema)
+  const encode = Schema.encodeUnknownSync(pipeline.schema)
+  const messages: Array<OutgoingMessage> = []
+  const invalid: Array<InvalidInput> = []
+  for (const input of inputs) {
+    const text = input.text.trim()
+    let candidate: unknown
+    if (text.startsWith("{")) {
+      try {
+        candidate = JSON.parse(text)
+      } catch (error) {
+        invalid.push({ source: input.source, reason: `not JSON: ${(error as Error).message}` })
+        continue
+      }
+    } else {
+      candidate = pipeline.initialRecord(text)
+    }
+    const decoded = decode(candidate, { errors: "all" })
+    if (decoded._tag === "Failure") {
+      invalid.push({ source: input.source, reason: decoded.failure.message })
+      continue
+    }
+    const encoded = encode(decoded.success)
+    const recordId: string = pipeline.recordId(decoded.success)
+    const transition = initialTransition(recordId, encoded)
+    messages.push({
+      id: `i${messages.length}`,
+      body: JSON.stringify(encoded),
+      attributes: toAttributes(transition),
+      ...(isFifo(queueUrl) ? { groupId: recordId === "" ? transition.traceId : recordId, deduplicationId: transition.transitionId } : {})
+    })
+  }
+  return { messages, invalid }
+}
+
+export interface ProduceResult {
+  readonly sent: number
+  readonly failed: ReadonlyArray<{ readonly body: string; readonly reason: string }>
+}
+
+/** Sends initial records, 10 a request, resending entries that failed for a retryable reason. */
+export const produce = Effect.fn("produce")(function*(queueUrl: string, messages: ReadonlyArray<OutgoingMessage>) {
+  const failures = yield* sendAll(queueUrl, messages)
+  const failed = messages.flatMap((message) => {
+    const failure = failures.get(message.id)
+    return failure === undefined ? [] : [{ body: message.body, reason: `${failure._tag}: ${failure.message}` }]
+  })
+  return { sent: messages.length - failed.length, failed } satisfies ProduceResult
+})

@@ -1,0 +1,35 @@
+/**
+ * Which backends a command runs on, from the environment: `PIPELINE_QUEUE_URL` set → SQS,
+ * otherwise the embedded queue in `PIPELINE_DATA_DIR`; `PIPELINE_BUCKET` set → S3, otherwise the
+ * local bucket there. Same programs, same handler: only these layers differ.
+ */
+import { Config, Effect, Layer, Option } from "effect"
+import { EngineSettings, SettingsConfig } from "../programs/EngineSettings.ts"
+import { LocalObjectStore } from "./LocalObjectStore.ts"
+import { LocalQueue } from "./LocalQueue.ts"
+import * as S3ObjectStore from "./S3ObjectStore.ts"
+import * as SqsQueue from "./SqsQueue.ts"
+
+/** The embedded queue's name (its dead-letter queue is `pipeline-dlq`). */
+export const LOCAL_QUEUE = "pipeline"
+
+const QueueUrlConfig = Config.option(Config.NonEmptyString("PIPELINE_QUEUE_URL"))
+const BucketConfig = Config.option(Config.NonEmptyString("PIPELINE_BUCKET"))
+
+export const queueLayer = Layer.unwrap(
+  Effect.map(QueueUrlConfig, (url) => Option.isSome(url) ? SqsQueue.layer : LocalQueue.layer)
+)
+
+export const objectStoreLayer = Layer.unwrap(
+  Effect.map(BucketConfig, (bucket) => Option.isSome(bucket) ? S3ObjectStore.layer : LocalObjectStore.layer)
+)
+
+export const engineSettingsLayer = Layer.effect(
+  EngineSettings,
+  Effect.gen(function*() {
+    const queueUrl = Option.getOrElse(yield* QueueUrlConfig, () => LOCAL_QUEUE)
+    return EngineSettings.of({ queueUrl, ...(yield* SettingsConfig) })
+  })
+)
+
+export const backendsLayer = Layer.mergeAll(queueLayer, objectStoreLayer, engineSettingsLayer)
