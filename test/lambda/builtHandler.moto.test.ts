@@ -5,9 +5,9 @@
 import "../support/awsEnv.ts"
 import { DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { assert, describe, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
 import { pathToFileURL } from "node:url"
 import { afterAll, beforeAll } from "vitest"
+import { bundle, bundlePath } from "../../scripts/build.ts"
 import { createBucket, createQueue, type TestQueue } from "../support/aws.ts"
 
 let sqs: SQSClient
@@ -15,13 +15,12 @@ let queue: TestQueue
 let handler: (event: unknown) => Promise<{ batchItemFailures: ReadonlyArray<{ itemIdentifier: string }> }>
 
 beforeAll(async () => {
-  const build = spawnSync(process.execPath, ["scripts/build.ts", "--bundle-only"], { encoding: "utf8" })
-  assert.strictEqual(build.status, 0, build.stderr)
+  await bundle()
   queue = await createQueue({ maxReceiveCount: 3 })
   process.env["PIPELINE_NAME"] = "greeting"
   process.env["PIPELINE_QUEUE_URL"] = queue.queueUrl
   process.env["PIPELINE_BUCKET"] = await createBucket()
-  const module = await import(pathToFileURL("dist/lambda/handler.js").href) as { handler: typeof handler }
+  const module = await import(pathToFileURL(bundlePath).href) as { handler: typeof handler }
   handler = module.handler
   sqs = new SQSClient({ useQueueUrlAsEndpoint: false })
 }, 120_000)
