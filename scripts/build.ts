@@ -1,30 +1,292 @@
 /**
- * `npm run build`: bundles the Lambda handler to dist/lambda/handler.js (handler
- * `dist/lambda/handler.handler`), ESM for Node 24.
+ * `npm run build [-- --arch arm64|x86_64]`: the Lambda function's zip.
+ *
+ * 1. esbuild bundles src/lambda/handler.ts to dist/lambda/handler.js (handler
+ *    `dist/lambda/handler.handler`), ESM for Node 24, the AWS SDK included: one minified file loads
+ *    faster on a cold start than the runtime's copy of the SDK spread over hundreds of files, and the
+ *    version is the one in package-lock.json rather than whatever the runtime ships that month.
+ * 2. sharp is native and stays outside the bundle: it is installed for linux/glibc on the target
+ *    architecture, whatever this machine is (npm --os/--cpu/--libc), into a cache under .tools/.
+ * 3. dist/function-<arch>.zip gets the bundle, its package.json and that node_modules, minus what
+ *    is only for building or reading (C++ sources, headers, type declarations, READMEs). The zip is
+ *    deterministic (sorted entries, fixed timestamps), so an unchanged build uploads nothing new.
+ *
+ * The default architecture is arm64: Lambda bills arm64 (Graviton) about 20% less per GB-second,
+ * and sharp ships prebuilt libvips for linux-arm64 as it does for x64.
  */
-import { build } from "esbuild"
-import { statSync, writeFileSync } from "node:fs"
+import { build as esbuild } from "esbuild"
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { dirname, join, relative, sep } from "node:path"
+import { parseArgs } from "node:util"
+import { crc32, deflateRawSync } from "node:zlib"
 
-const outfile = "dist/lambda/handler.js"
+export const root = join(import.meta.dirname, "..")
+export const architectures = ["arm64", "x86_64"] as const
+export type Architecture = (typeof architectures)[number]
+export const defaultArchitecture: Architecture = "arm64"
 
-await build({
-  entryPoints: ["src/lambda/handler.ts"],
-  outfile,
-  bundle: true,
-  platform: "node",
-  target: "node24",
-  format: "esm",
-  // sharp is native: it ships beside the bundle, not inside it
-  external: ["sharp"],
-  // ESM bundles of CommonJS dependencies need a require()
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-  sourcemap: false,
-  minify: true,
-  legalComments: "none",
-  logLevel: "warning"
-})
+export const bundlePath = join(root, "dist", "lambda", "handler.js")
+export const zipPath = (arch: Architecture): string => join(root, "dist", `function-${arch}.zip`)
 
-// Lambda treats .js as CommonJS unless the nearest package.json says otherwise
-writeFileSync("dist/lambda/package.json", `${JSON.stringify({ type: "module" })}\n`)
+export const isArchitecture = (value: string): value is Architecture => (architectures as ReadonlyArray<string>).includes(value)
 
-console.log(`${outfile}: ${(statSync(outfile).size / 1024).toFixed(0)} KiB`)
+/** Lambda's names for its architectures, as npm's `--cpu`. */
+const npmCpu: Record<Architecture, string> = { arm64: "arm64", x86_64: "x64" }
+
+/** The sharp version this project is locked to; the function gets the same one. */
+export const sharpVersion = (): string =>
+  (JSON.parse(readFileSync(join(root, "node_modules", "sharp", "package.json"), "utf8")) as { version: string }).version
+
+// ---------------------------------------------------------------------------------------------
+// 1. the bundle
+
+/** Lambda treats .js as CommonJS unless the nearest package.json says otherwise. */
+const lambdaPackageJson = `${JSON.stringify({ type: "module" })}\n`
+
+/** Writes through a temporary file and a rename, so a concurrent reader never sees half a file. */
+const writeAtomically = (path: string, data: string | Uint8Array) => {
+  mkdirSync(dirname(path), { recursive: true })
+  const temporary = `${path}.${process.pid}.tmp`
+  writeFileSync(temporary, data)
+  renameSync(temporary, path)
+}
+
+/** Bundles the handler to dist/lambda/ and returns the bundle. */
+const bundleContents = async (): Promise<Uint8Array> => {
+  const result = await esbuild({
+    entryPoints: [join(root, "src", "lambda", "handler.ts")],
+    outfile: bundlePath,
+    write: false,
+    bundle: true,
+    platform: "node",
+    target: "node24",
+    format: "esm",
+    // sharp is native: it ships beside the bundle, in the zip's node_modules
+    external: ["sharp"],
+    // ESM bundles of CommonJS dependencies need a require()
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    sourcemap: false,
+    minify: true,
+    legalComments: "none",
+    logLevel: "warning"
+  })
+  const [output] = result.outputFiles
+  if (output === undefined) throw new Error("esbuild wrote nothing")
+  writeAtomically(bundlePath, output.contents)
+  writeAtomically(join(root, "dist", "lambda", "package.json"), lambdaPackageJson)
+  return output.contents
+}
+
+/** Bundles the handler to dist/lambda/handler.js; returns its size in bytes. */
+export const bundle = async (): Promise<number> => (await bundleContents()).length
+
+// ---------------------------------------------------------------------------------------------
+// 2. sharp for the target platform
+
+/** npm, as the one running this script when there is one (`npm run build`), else from PATH. */
+const npm = (args: ReadonlyArray<string>, cwd: string) => {
+  const cli = process.env["npm_execpath"]
+  const [command, prefix] = cli !== undefined && /npm-cli\.c?js$/.test(cli) ? [process.execPath, [cli]] : ["npm", []]
+  const result = spawnSync(command, [...prefix, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" })
+  if (result.error !== undefined || result.status !== 0) {
+    throw new Error(`npm ${args.join(" ")} failed:\n${result.error?.message ?? ""}${result.stdout}${result.stderr}`)
+  }
+}
+
+/**
+ * A node_modules with sharp and its libvips for linux/glibc on `arch`, cached under .tools/ by
+ * version and platform. Lambda's Node 24 runtime runs on Amazon Linux 2023 (glibc 2.34).
+ */
+export const stageSharp = (arch: Architecture): string => {
+  const version = sharpVersion()
+  const cpu = npmCpu[arch]
+  const dir = join(root, ".tools", `sharp-${version}-linux-${cpu}-glibc`)
+  const modules = join(dir, "node_modules")
+  const binary = join(modules, "@img", `sharp-linux-${cpu}`, "package.json")
+  const libvips = join(modules, "@img", `sharp-libvips-linux-${cpu}`, "package.json")
+  if (existsSync(binary) && existsSync(libvips)) return modules
+  rmSync(dir, { recursive: true, force: true }) // incomplete: say, files deleted by hand
+
+  // install next to it and rename, so an interrupted or concurrent install never looks complete
+  const staging = `${dir}.${process.pid}.tmp`
+  rmSync(staging, { recursive: true, force: true })
+  mkdirSync(staging, { recursive: true })
+  writeFileSync(join(staging, "package.json"), `${JSON.stringify({ private: true, dependencies: { sharp: version } })}\n`)
+  npm(
+    [
+      "install", "--no-save", "--no-package-lock", "--omit=dev", "--no-audit", "--no-fund",
+      // prebuilt binaries only: sharp's install script would look at this machine, not the target
+      "--ignore-scripts",
+      "--os=linux", `--cpu=${cpu}`, "--libc=glibc"
+    ],
+    staging
+  )
+  for (const path of [binary, libvips]) {
+    if (!existsSync(path.replace(dir, staging))) {
+      throw new Error(`npm installed sharp ${version} without ${relative(dir, path)} for linux-${cpu}`)
+    }
+  }
+  try {
+    renameSync(staging, dir)
+  } catch (error) {
+    // a concurrent build got there first with the same packages: use theirs
+    if (!existsSync(binary)) throw error
+    rmSync(staging, { recursive: true, force: true })
+  }
+  return modules
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. the zip
+
+export interface ZipEntry {
+  /** Path in the zip, with forward slashes. */
+  readonly name: string
+  readonly data: Buffer
+  /** Unix permission bits. */
+  readonly mode: number
+}
+
+/** Left out of the function's node_modules: only for building or reading. */
+const excludedDirectories = new Set([".bin", ".git", ".github", "src", "test", "tests", "include", "install", "docs"])
+const excludedFile = (name: string) =>
+  name === ".package-lock.json" || name.startsWith(".env") ||
+  (/\.([cm]?ts|map|md|h|gyp|gypi|cc|cpp)$/.test(name) && !/^LICEN[CS]E/i.test(name))
+
+const walk = (dir: string, zipPrefix: string, out: Array<ZipEntry>) => {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) {
+      if (!excludedDirectories.has(entry.name)) walk(path, `${zipPrefix}${entry.name}/`, out)
+    } else if (!excludedFile(entry.name)) {
+      // symbolic links are followed: the zip holds plain files
+      const stat = statSync(path)
+      if (stat.isFile()) out.push({ name: `${zipPrefix}${entry.name}`, data: readFileSync(path), mode: (stat.mode & 0o777) | 0o644 })
+    }
+  }
+}
+
+/** What goes in the function's zip, sorted by name: the bundle, its package.json, `modules`. */
+export const zipEntries = (handlerJs: Uint8Array, modules: string): Array<ZipEntry> => {
+  const entries: Array<ZipEntry> = [
+    { name: "dist/lambda/handler.js", data: Buffer.from(handlerJs), mode: 0o644 },
+    { name: "dist/lambda/package.json", data: Buffer.from(lambdaPackageJson), mode: 0o644 }
+  ]
+  walk(modules, "node_modules/", entries)
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+}
+
+/**
+ * A zip (PKZIP 2.0: deflate, no zip64) of `entries`. Every entry has the same timestamp
+ * (1980-01-01 00:00, the format's epoch) so equal contents give equal bytes.
+ */
+export const writeZip = (entries: ReadonlyArray<ZipEntry>): Buffer => {
+  const dosTime = 0
+  const dosDate = (1 << 5) | 1 // 1980-01-01
+  const locals: Array<Buffer> = []
+  const centrals: Array<Buffer> = []
+  let offset = 0
+  for (const entry of entries) {
+    const name = Buffer.from(entry.name, "utf8")
+    const deflated = deflateRawSync(entry.data, { level: 9 })
+    const [method, body] = deflated.length < entry.data.length ? [8, deflated] : [0, entry.data]
+    const crc = crc32(entry.data)
+    const local = Buffer.alloc(30)
+    local.writeUInt32LE(0x04034b50, 0)
+    local.writeUInt16LE(20, 4) // version needed: 2.0
+    local.writeUInt16LE(0x0800, 6) // flags: names are UTF-8
+    local.writeUInt16LE(method, 8)
+    local.writeUInt16LE(dosTime, 10)
+    local.writeUInt16LE(dosDate, 12)
+    local.writeUInt32LE(crc, 14)
+    local.writeUInt32LE(body.length, 18)
+    local.writeUInt32LE(entry.data.length, 22)
+    local.writeUInt16LE(name.length, 26)
+    local.writeUInt16LE(0, 28) // extra field length
+    const central = Buffer.alloc(46)
+    central.writeUInt32LE(0x02014b50, 0)
+    central.writeUInt16LE((3 << 8) | 20, 4) // made by: Unix, 2.0 (so the mode below is read)
+    central.writeUInt16LE(20, 6)
+    central.writeUInt16LE(0x0800, 8)
+    central.writeUInt16LE(method, 10)
+    central.writeUInt16LE(dosTime, 12)
+    central.writeUInt16LE(dosDate, 14)
+    central.writeUInt32LE(crc, 16)
+    central.writeUInt32LE(body.length, 20)
+    central.writeUInt32LE(entry.data.length, 24)
+    central.writeUInt16LE(name.length, 28)
+    // extra, comment, disk number, internal attributes: 0
+    central.writeUInt32LE(((0o100000 | entry.mode) << 16) >>> 0, 38) // external attributes: regular file + mode
+    central.writeUInt32LE(offset, 42)
+    locals.push(local, name, body)
+    centrals.push(central, name)
+    offset += local.length + name.length + body.length
+  }
+  const directory = Buffer.concat(centrals)
+  if (entries.length > 0xffff || offset + directory.length > 0xffffffff) throw new Error("the zip would need zip64")
+  const end = Buffer.alloc(22)
+  end.writeUInt32LE(0x06054b50, 0)
+  end.writeUInt16LE(entries.length, 8)
+  end.writeUInt16LE(entries.length, 10)
+  end.writeUInt32LE(directory.length, 12)
+  end.writeUInt32LE(offset, 16)
+  return Buffer.concat([...locals, directory, end])
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface BuildResult {
+  readonly zip: string
+  readonly zipBytes: number
+  readonly bundleBytes: number
+  readonly entries: number
+}
+
+export const build = async (arch: Architecture = defaultArchitecture): Promise<BuildResult> => {
+  const handlerJs = await bundleContents()
+  const entries = zipEntries(handlerJs, stageSharp(arch))
+  const zip = writeZip(entries)
+  const path = zipPath(arch)
+  writeAtomically(path, zip)
+  return { zip: path, zipBytes: zip.length, bundleBytes: handlerJs.length, entries: entries.length }
+}
+
+const newestChange = (path: string): number => {
+  if (!existsSync(path)) return 0
+  const stat = statSync(path)
+  if (!stat.isDirectory()) return stat.mtimeMs
+  return Math.max(stat.mtimeMs, ...readdirSync(path).map((name) => newestChange(join(path, name))))
+}
+
+/** True when the zip is missing or older than the sources, the lockfile or this script. */
+export const needsBuild = (arch: Architecture): boolean => {
+  const zip = zipPath(arch)
+  if (!existsSync(zip)) return true
+  const inputs = ["src", "package.json", "package-lock.json", join("scripts", "build.ts")].map((p) => join(root, p))
+  return Math.max(...inputs.map(newestChange)) > statSync(zip).mtimeMs
+}
+
+/** Builds the zip for `arch` unless it is up to date; returns its path. */
+export const ensureBuilt = async (arch: Architecture): Promise<string> => {
+  if (needsBuild(arch)) report(await build(arch), arch)
+  return zipPath(arch)
+}
+
+const size = (bytes: number) => bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`
+
+export const report = (result: BuildResult, arch: Architecture) => {
+  console.log(`${relative(root, bundlePath).split(sep).join("/")}: ${size(result.bundleBytes)} (JS bundle, AWS SDK included)`)
+  console.log(
+    `${relative(root, result.zip).split(sep).join("/")}: ${size(result.zipBytes)} (${result.entries} files: bundle + sharp ${sharpVersion()} with libvips for linux-${npmCpu[arch]})`
+  )
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { arch: { type: "string", default: defaultArchitecture } } })
+  if (!isArchitecture(values.arch)) {
+    console.error(`--arch must be one of ${architectures.join(", ")}, not ${values.arch}`)
+    process.exit(2)
+  }
+  report(await build(values.arch), values.arch)
+}
