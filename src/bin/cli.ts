@@ -13,8 +13,11 @@ const isUsageError = (error: unknown) =>
   (error._tag === "UsageError" || error._tag === "PipelineNotFound" ||
     (Symbol.for("effect/cli/CliError") in error || error.constructor.name === "ShowHelp"))
 
-// A terminal gets readable lines; anything else (a file, a log collector) gets JSON lines
-const logger = process.stderr.isTTY ? Logger.layer([Logger.consolePretty()]) : Logger.layer([Logger.consoleJson])
+// Logs go to stderr (stdout is for results): readable on a terminal, JSON lines for anything else
+const logger = Layer.mergeAll(
+  Logger.layer([process.stderr.isTTY ? Logger.consolePretty() : Logger.withConsoleError(Logger.formatJson)]),
+  Layer.succeed(Logger.LogToStderr, true)
+)
 
 let fiber: Fiber.Fiber<unknown, unknown> | undefined
 const program = Command.run(cli, { version: "0.1.0" }).pipe(

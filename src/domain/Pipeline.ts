@@ -44,8 +44,8 @@ export interface Pipeline<Rec, E extends StepFailure = never, R = never> {
   readonly router: (record: Rec) => Route<Rec, E, R>
   /** The initial record for a bare id given to the producer. */
   readonly initialRecord: (id: string) => unknown
-  /** The services the mutations need, built from what the runtime provides. */
-  readonly layer: Layer.Layer<R, Config.ConfigError, RuntimeServices>
+  /** The services the mutations need beyond what every runtime provides, built from those. */
+  readonly layer: Layer.Layer<Exclude<R, RuntimeServices>, Config.ConfigError, RuntimeServices>
 }
 
 /** Identity, for inference: `export default definePipeline({ ... })`. */

@@ -6,7 +6,7 @@
 import { Config, Effect, Layer, Option } from "effect"
 import { EngineSettings, SettingsConfig } from "../programs/EngineSettings.ts"
 import { LocalObjectStore } from "./LocalObjectStore.ts"
-import { LocalQueue } from "./LocalQueue.ts"
+import { DataDirConfig, LocalQueue } from "./LocalQueue.ts"
 import * as S3ObjectStore from "./S3ObjectStore.ts"
 import * as SqsQueue from "./SqsQueue.ts"
 
@@ -16,8 +16,18 @@ export const LOCAL_QUEUE = "pipeline"
 const QueueUrlConfig = Config.option(Config.NonEmptyString("PIPELINE_QUEUE_URL"))
 const BucketConfig = Config.option(Config.NonEmptyString("PIPELINE_BUCKET"))
 
+/** The embedded queue's settings; on SQS these are the queue's own attributes. */
+const LocalQueueConfig = Config.all({
+  directory: DataDirConfig,
+  visibilityTimeout: Config.Int("PIPELINE_VISIBILITY_TIMEOUT").pipe(Config.withDefault(30)),
+  maxReceiveCount: Config.Int("PIPELINE_MAX_RECEIVE_COUNT").pipe(Config.withDefault(5))
+})
+
 export const queueLayer = Layer.unwrap(
-  Effect.map(QueueUrlConfig, (url) => Option.isSome(url) ? SqsQueue.layer : LocalQueue.layer)
+  Effect.gen(function*() {
+    if (Option.isSome(yield* QueueUrlConfig)) return SqsQueue.layer
+    return LocalQueue.layerAt(yield* LocalQueueConfig)
+  })
 )
 
 export const objectStoreLayer = Layer.unwrap(
