@@ -167,9 +167,15 @@ export interface DeployResult {
   readonly outputs: Record<string, string>
 }
 
-export const deploy = async (options: DeployOptions): Promise<DeployResult> => {
-  const cfn = new CloudFormationClient({})
-  const s3 = s3Client()
+/** Clients to use instead of the default ones (tests); they are not destroyed. */
+export interface DeployClients {
+  readonly cfn: CloudFormationClient
+  readonly s3: S3Client
+}
+
+export const deploy = async (options: DeployOptions, clients?: DeployClients): Promise<DeployResult> => {
+  const cfn = clients?.cfn ?? new CloudFormationClient({})
+  const s3 = clients?.s3 ?? s3Client()
   try {
     const region = await cfn.config.region()
     const { stackName } = options
@@ -249,8 +255,10 @@ export const deploy = async (options: DeployOptions): Promise<DeployResult> => {
     console.log(`Stack ${stackName}: ${stack.StackStatus}`)
     return { changed: true, outputs: stackOutputs(stack) }
   } finally {
-    cfn.destroy()
-    s3.destroy()
+    if (clients === undefined) {
+      cfn.destroy()
+      s3.destroy()
+    }
   }
 }
 

@@ -1,0 +1,137 @@
+/**
+ * infra/template.yaml: cfn-lint (informational checks included) finds nothing, and the template
+ * says what the issue asks, including what moto's CloudFormation does not apply (the bucket's
+ * public access block and ownership controls, the function's architecture and log group).
+ * cfn-lint is installed on first use into a git-ignored virtualenv under .tools/, like moto.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFile, spawnSync } from "node:child_process"
+import { existsSync } from "node:fs"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { beforeAll } from "vitest"
+import { root } from "../../scripts/build.ts"
+import { templatePath } from "../../scripts/deploy.ts"
+
+const execFileAsync = promisify(execFile)
+
+const CFN_LINT_VERSION = "1.58.0"
+const venv = join(root, ".tools", `cfn-lint-${CFN_LINT_VERSION}`)
+const python = join(venv, "bin", "python")
+
+const ensureCfnLint = () => {
+  if (existsSync(join(venv, "bin", "cfn-lint"))) return
+  for (const [command, args] of [
+    ["python3", ["-m", "venv", venv]],
+    [join(venv, "bin", "pip"), ["install", "--quiet", "--disable-pip-version-check", `cfn-lint==${CFN_LINT_VERSION}`]]
+  ] as const) {
+    const result = spawnSync(command, args, { encoding: "utf8" })
+    if (result.error !== undefined || result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed:\n${result.stderr}`)
+  }
+}
+
+/** A parsed template: its shape is what the tests check. */
+type Json = any
+
+let template: Json
+
+beforeAll(async () => {
+  ensureCfnLint()
+  // cfn-lint's own YAML reader turns !Ref/!GetAtt/... into their long forms
+  const script = "import json, sys\nfrom cfnlint.decode import decode\ntemplate, errors = decode(sys.argv[1])\nassert not errors, errors\nprint(json.dumps(template))"
+  template = JSON.parse((await execFileAsync(python, ["-c", script, templatePath])).stdout)
+}, 180_000)
+
+const resource = (name: string) => template.Resources[name]
+const properties = (name: string) => resource(name).Properties
+
+describe("infra/template.yaml", () => {
+  it("passes cfn-lint, informational checks included", async () => {
+    const result = await execFileAsync(join(venv, "bin", "cfn-lint"), ["--include-checks", "I", "--", templatePath]).catch(
+      (error: { code: number; stdout: string }) => ({ stdout: `exit ${error.code}\n${error.stdout}` })
+    )
+    assert.strictEqual(result.stdout, "")
+  })
+
+  it("gives the state queue six times the function's timeout, whatever timeout is chosen", () => {
+    const timeout = template.Parameters.FunctionTimeout
+    assert.deepStrictEqual(properties("StateQueue").VisibilityTimeout, { "Fn::FindInMap": ["VisibilityTimeouts", { Ref: "FunctionTimeout" }, "Seconds"] })
+    assert.deepStrictEqual(properties("Function").Timeout, { Ref: "FunctionTimeout" })
+    assert.include(timeout.AllowedValues, timeout.Default)
+    for (const seconds of timeout.AllowedValues as Array<string>) {
+      assert.strictEqual(template.Mappings.VisibilityTimeouts[seconds].Seconds, 6 * Number(seconds), seconds)
+    }
+  })
+
+  it("redrives to the dead-letter queue after MaxReceiveCount receives, 5 by default", () => {
+    assert.deepStrictEqual(properties("StateQueue").RedrivePolicy, {
+      deadLetterTargetArn: { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] },
+      maxReceiveCount: { Ref: "MaxReceiveCount" }
+    })
+    assert.strictEqual(template.Parameters.MaxReceiveCount.Default, 5)
+  })
+
+  it("makes the bucket private: ACLs disabled, public access blocked, encrypted", () => {
+    const bucket = properties("Bucket")
+    assert.deepStrictEqual(bucket.OwnershipControls, { Rules: [{ ObjectOwnership: "BucketOwnerEnforced" }] })
+    assert.deepStrictEqual(bucket.PublicAccessBlockConfiguration, {
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true
+    })
+    assert.strictEqual(bucket.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm, "AES256")
+  })
+
+  it("runs the function on nodejs24.x, arm64 and 128 MB by default, logging to its own group with a retention", () => {
+    const fn = properties("Function")
+    assert.strictEqual(fn.Runtime, "nodejs24.x")
+    assert.strictEqual(fn.Handler, "dist/lambda/handler.handler")
+    assert.deepStrictEqual(fn.Architectures, [{ Ref: "Architecture" }])
+    assert.strictEqual(template.Parameters.Architecture.Default, "arm64")
+    assert.deepStrictEqual(fn.MemorySize, { Ref: "MemorySize" })
+    assert.strictEqual(template.Parameters.MemorySize.Default, 128)
+    assert.deepStrictEqual(fn.LoggingConfig, { LogGroup: { Ref: "LogGroup" } })
+    assert.deepStrictEqual(properties("LogGroup").RetentionInDays, { Ref: "LogRetentionDays" })
+    assert.deepStrictEqual(fn.Code, { S3Bucket: { Ref: "CodeBucket" }, S3Key: { Ref: "CodeKey" } })
+    const variables = fn.Environment.Variables
+    assert.deepStrictEqual(variables.PIPELINE_QUEUE_URL, { Ref: "StateQueue" })
+    assert.deepStrictEqual(variables.PIPELINE_BUCKET, { Ref: "Bucket" })
+    assert.deepStrictEqual(variables.THUMBNAIL_SIZES, { Ref: "ThumbnailSizes" })
+    assert.deepStrictEqual(variables.IMAGE_SOURCE, { "Fn::If": ["HasImageSource", { Ref: "ImageSource" }, { Ref: "AWS::NoValue" }] })
+  })
+
+  it("maps the queue to the function with ReportBatchItemFailures, a batch size and a maximum concurrency", () => {
+    const mapping = properties("QueueMapping")
+    assert.deepStrictEqual(mapping.EventSourceArn, { "Fn::GetAtt": ["StateQueue", "Arn"] })
+    assert.deepStrictEqual(mapping.FunctionResponseTypes, ["ReportBatchItemFailures"])
+    assert.deepStrictEqual(mapping.BatchSize, { Ref: "BatchSize" })
+    assert.deepStrictEqual(mapping.ScalingConfig, { MaximumConcurrency: { Ref: "MaximumConcurrency" } })
+  })
+
+  it("grants the role exactly the listed actions, each on its own resource, and nothing with a wildcard", () => {
+    const role = properties("FunctionRole")
+    assert.deepStrictEqual(role.AssumeRolePolicyDocument.Statement, [
+      { Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }
+    ])
+    assert.isUndefined(role.ManagedPolicyArns)
+    assert.lengthOf(role.Policies, 1)
+    const granted = (role.Policies[0].PolicyDocument.Statement as Array<Json>).map((statement) => {
+      assert.strictEqual(statement.Effect, "Allow")
+      return { actions: [statement.Action].flat().sort(), resource: statement.Resource }
+    })
+    assert.deepStrictEqual(granted, [
+      {
+        actions: ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"],
+        resource: { "Fn::GetAtt": ["StateQueue", "Arn"] }
+      },
+      { actions: ["sqs:SendMessage"], resource: { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] } },
+      { actions: ["s3:GetObject", "s3:PutObject"], resource: { "Fn::Sub": "${Bucket.Arn}/*" } },
+      { actions: ["logs:CreateLogStream", "logs:PutLogEvents"], resource: { "Fn::GetAtt": ["LogGroup", "Arn"] } }
+    ])
+  })
+
+  it("outputs the queue URLs, the bucket and the function name", () => {
+    assert.deepStrictEqual(Object.keys(template.Outputs).sort(), ["BucketName", "DeadLetterQueueUrl", "FunctionName", "QueueUrl"])
+  })
+})
