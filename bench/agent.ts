@@ -1,0 +1,504 @@
+/**
+ * `npm run bench:agent`: queue API requests per state transition and transitions per second, in one
+ * run, for the greeting pipeline:
+ * - the agent (runAgent + the in-process runner) on SQS, on a moto server this script starts;
+ * - a baseline on the same moto server: `sqs-consumer` with a plain handler (parse, route, send the
+ *   successor with SendMessage, let sqs-consumer delete);
+ * - the agent on the embedded SQLite queue, in a temporary folder.
+ *
+ * Requests are counted where they are made: the agent's by wrapping the `Queue` service (a send or
+ * delete of n entries is ceil(n/10) requests, as SqsQueue makes them), the baseline's by a
+ * middleware on its SQS clients. On moto, a counting proxy in front of the server also counts what
+ * actually went over the wire, as a check on both.
+ *
+ * A last row runs the agent on the local queue while the records arrive one by one
+ * (BENCH_TRICKLE_GAP_MS apart) instead of waiting as a backlog: batches are then as full as the
+ * arrival rate allows, and so is the request count.
+ *
+ * Options (environment): BENCH_RECORDS (default 200), BENCH_CONCURRENCY (default 40),
+ * BENCH_TRICKLE_GAP_MS (default 20).
+ */
+import {
+  type Message,
+  type MessageAttributeValue,
+  SendMessageCommand,
+  SQSClient
+} from "@aws-sdk/client-sqs"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer, request as httpRequest, Agent } from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Deferred, Effect, Layer, Option, Schema, type Scope } from "effect"
+import { Consumer } from "sqs-consumer"
+import { fromAttributes, initialTransition, nextTransition, toAttributes } from "../src/domain/transition.ts"
+import { Greeting, greetingPipeline } from "../src/pipelines/greeting.ts"
+import { runAgent } from "../src/programs/agent.ts"
+import { inProcessRunner } from "../src/programs/BatchRunner.ts"
+import { EngineSettings } from "../src/programs/EngineSettings.ts"
+import { LocalQueue, makeLocalQueue } from "../src/services/LocalQueue.ts"
+import { MemoryObjectStoreLayer } from "../src/services/MemoryObjectStore.ts"
+import { MAX_BATCH, Queue, type QueueError } from "../src/services/Queue.ts"
+import * as SqsQueue from "../src/services/SqsQueue.ts"
+import { createQueue } from "../test/support/aws.ts"
+import { startMoto } from "../test/support/moto.ts"
+
+const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 200)
+const CONCURRENCY = Number(process.env["BENCH_CONCURRENCY"] ?? 40)
+const STEPS_PER_RECORD = 3 // createGreeting, createName, and the pass that finds it done
+const TRANSITIONS = RECORDS * STEPS_PER_RECORD
+const SCENARIO_TIMEOUT_MS = 60_000
+const TRICKLE_GAP_MS = Number(process.env["BENCH_TRICKLE_GAP_MS"] ?? 20)
+
+type Counts = Record<string, number>
+const add = (counts: Counts, key: string, n = 1) => {
+  counts[key] = (counts[key] ?? 0) + n
+}
+const total = (counts: Counts) => Object.values(counts).reduce((sum, n) => sum + n, 0)
+const clear = (counts: Counts) => {
+  for (const key of Object.keys(counts)) delete counts[key]
+}
+
+/** What the agent did, call by call, beyond the request counts. */
+interface AgentTrace {
+  readonly requests: Counts
+  /** Messages per receive: index = messages received, value = how many receives. */
+  readonly receivedPerCall: Array<number>
+  /** Receives that asked for fewer than 10 because fewer slots were free. */
+  askedForLess: number
+  readonly entriesPerSend: Array<number>
+  readonly entriesPerDelete: Array<number>
+  /** Time spent in calls, by operation (ms). */
+  readonly millis: Counts
+  readonly calls: Counts
+}
+
+const newTrace = (): AgentTrace => ({
+  requests: {},
+  receivedPerCall: [],
+  askedForLess: 0,
+  entriesPerSend: [],
+  entriesPerDelete: [],
+  millis: {},
+  calls: {}
+})
+
+const resetTrace = (trace: AgentTrace) => {
+  clear(trace.requests)
+  trace.receivedPerCall.length = 0
+  trace.askedForLess = 0
+  trace.entriesPerSend.length = 0
+  trace.entriesPerDelete.length = 0
+  clear(trace.millis)
+  clear(trace.calls)
+}
+
+const requestsFor = (entries: number) => Math.ceil(entries / MAX_BATCH)
+
+/**
+ * The `Queue` service below it, counting requests by SQS operation. `attributes` costs a
+ * GetQueueUrl more on SQS when the queue has a dead-letter queue (SqsQueue resolves its URL).
+ */
+const countingQueue = <E>(below: Layer.Layer<Queue, E>, trace: AgentTrace, sqs: boolean) =>
+  Layer.effect(
+    Queue,
+    Effect.gen(function*() {
+      const inner = yield* Queue
+      const count = (operation: string, n: number) => Effect.sync(() => add(trace.requests, operation, n))
+      const timed = <A>(operation: string, effect: Effect.Effect<A, QueueError>) =>
+        Effect.suspend(() => {
+          const started = performance.now()
+          return effect.pipe(Effect.ensuring(Effect.sync(() => {
+            add(trace.millis, operation, performance.now() - started)
+            add(trace.calls, operation)
+          })))
+        })
+      return Queue.of({
+        send: (queueUrl, messages) =>
+          count("SendMessageBatch", requestsFor(messages.length)).pipe(
+            Effect.tap(() => Effect.sync(() => trace.entriesPerSend.push(messages.length))),
+            Effect.andThen(timed("send", inner.send(queueUrl, messages)))
+          ),
+        receive: (queueUrl, options) =>
+          count("ReceiveMessage", 1).pipe(
+            Effect.tap(() => Effect.sync(() => (options?.maxMessages ?? MAX_BATCH) < MAX_BATCH && trace.askedForLess++)),
+            Effect.andThen(timed("receive", inner.receive(queueUrl, options))),
+            Effect.tap((messages) => Effect.sync(() => (trace.receivedPerCall[messages.length] = (trace.receivedPerCall[messages.length] ?? 0) + 1)))
+          ),
+        delete: (queueUrl, entries) =>
+          count("DeleteMessageBatch", requestsFor(entries.length)).pipe(
+            Effect.tap(() => Effect.sync(() => trace.entriesPerDelete.push(entries.length))),
+            Effect.andThen(timed("delete", inner.delete(queueUrl, entries)))
+          ),
+        changeVisibility: (queueUrl, entries, seconds) =>
+          count("ChangeMessageVisibilityBatch", requestsFor(entries.length)).pipe(
+            Effect.andThen(inner.changeVisibility(queueUrl, entries, seconds))
+          ),
+        attributes: (queueUrl) =>
+          count("GetQueueAttributes", 1).pipe(
+            Effect.andThen(inner.attributes(queueUrl)),
+            Effect.tap((attributes) =>
+              sqs && Option.isSome(attributes.deadLetterQueueUrl) ? count("GetQueueUrl", 1) : Effect.void
+            )
+          )
+      })
+    })
+  ).pipe(Layer.provide(below))
+
+/** A proxy in front of moto that counts requests by `X-Amz-Target` (SQS's JSON protocol). */
+const countingProxy = async (upstream: string) => {
+  const wire: Counts = {}
+  const target = new URL(upstream)
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 })
+  const server = createServer((request, response) => {
+    const operation = String(request.headers["x-amz-target"] ?? "other").replace(/^AmazonSQS\./, "")
+    add(wire, operation)
+    const forward = httpRequest(
+      { host: target.hostname, port: target.port, method: request.method, path: request.url, headers: request.headers, agent },
+      (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers)
+        answer.pipe(response)
+      }
+    )
+    forward.on("error", () => response.destroy())
+    response.on("close", () => {
+      if (!response.writableFinished) forward.destroy()
+    })
+    request.pipe(forward)
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const address = server.address()
+  const port = typeof address === "object" && address !== null ? address.port : 0
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    wire,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+        agent.destroy()
+      })
+  }
+}
+
+const initialMessages = () =>
+  Array.from({ length: RECORDS }, (_, i) => {
+    const record = { id: `r${i}` }
+    return { id: `i${i}`, body: JSON.stringify(record), attributes: toAttributes(initialTransition(record.id, record)) }
+  })
+
+interface Result {
+  readonly name: string
+  readonly transitions: number
+  readonly seconds: number
+  readonly requests: Counts
+  readonly wire?: Counts | undefined
+  readonly trace?: AgentTrace | undefined
+  readonly notes?: ReadonlyArray<string> | undefined
+  readonly problems: ReadonlyArray<string>
+}
+
+// --- the agent -----------------------------------------------------------------------------------
+/** Records arriving one at a time, through a queue client of their own (not counted). */
+interface Trickle {
+  readonly gapMillis: number
+  readonly producer: Effect.Effect<Queue["Service"], QueueError, Scope.Scope>
+}
+
+const agentScenario = <E>(
+  name: string,
+  queueLayer: Layer.Layer<Queue, E>,
+  queueUrl: string,
+  sqs: boolean,
+  wire?: Counts,
+  trickle?: Trickle
+) => {
+  const trace = newTrace()
+  const services = Layer.mergeAll(countingQueue(queueLayer, trace, sqs), MemoryObjectStoreLayer, EngineSettings.make({ queueUrl }))
+  return Effect.gen(function*() {
+    const queue = yield* Queue
+    if (trickle === undefined) {
+      const seeded = yield* queue.send(queueUrl, initialMessages())
+      if (seeded.failed.length > 0) return yield* Effect.die(new Error(`seeding failed: ${seeded.failed[0]!.message}`))
+    } else {
+      const producer = yield* trickle.producer
+      yield* Effect.forkScoped(Effect.forEach(initialMessages(), (message) =>
+        producer.send(queueUrl, [message]).pipe(Effect.andThen(Effect.sleep(trickle.gapMillis))), { discard: true }))
+    }
+    resetTrace(trace)
+    if (wire !== undefined) clear(wire)
+
+    const allDone = yield* Deferred.make<number>()
+    const started = performance.now()
+    const stats = yield* runAgent({
+      queueUrl,
+      concurrency: CONCURRENCY,
+      untilEmpty: false,
+      waitSeconds: 20,
+      stop: Effect.asVoid(Deferred.await(allDone)),
+      progressEvery: "5 millis",
+      onProgress: (stats) =>
+        stats.succeeded + stats.failed >= TRANSITIONS ? Deferred.succeed(allDone, performance.now()) : Effect.void
+    }).pipe(Effect.timeout(SCENARIO_TIMEOUT_MS))
+    const finished = yield* Deferred.await(allDone)
+    const requests = { ...trace.requests }
+    const wireCounts = wire === undefined ? undefined : { ...wire }
+
+    const problems: Array<string> = []
+    if (stats.failed > 0) problems.push(`${stats.failed} messages failed`)
+    const left = yield* queue.attributes(queueUrl)
+    const remaining = left.approximateVisible + left.approximateInFlight + left.approximateDelayed
+    if (remaining > 0) problems.push(`${remaining} messages left on the queue`)
+    return {
+      name,
+      transitions: stats.succeeded,
+      seconds: (finished - started) / 1000,
+      requests,
+      wire: wireCounts,
+      trace,
+      problems
+    } satisfies Result
+  }).pipe(Effect.provide(Layer.provideMerge(inProcessRunner(greetingPipeline), services)), Effect.scoped)
+}
+
+// --- the baseline: sqs-consumer with a plain handler ---------------------------------------------
+/** Counts requests (every attempt that goes out) and commands (attempts beyond the first are SDK retries). */
+const countRequests = (client: SQSClient, requests: Counts, commands: Counts) => {
+  const operation = (name: string | undefined) => name?.replace(/Command$/, "") ?? "other"
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      add(commands, operation(context.commandName))
+      return next(args)
+    },
+    { step: "initialize", name: "benchCommandCounter" }
+  )
+  client.middlewareStack.add(
+    (next, context) => (args) => {
+      add(requests, operation(context.commandName))
+      return next(args)
+    },
+    // after the retry middleware: every attempt is a request
+    { step: "deserialize", name: "benchRequestCounter" }
+  )
+  return client
+}
+
+const decodeGreeting = Schema.decodeUnknownSync(Greeting)
+const encodeGreeting = Schema.encodeSync(Greeting)
+
+const baselineScenario = async (queueUrl: string, wire: Counts): Promise<Result> => {
+  const requests: Counts = {}
+  const commands: Counts = {}
+  const receiving = countRequests(new SQSClient({ useQueueUrlAsEndpoint: false }), requests, commands)
+  const sending = countRequests(new SQSClient({ useQueueUrlAsEndpoint: false }), requests, commands)
+
+  const seen = new Set<string>()
+  let duplicates = 0
+  const handleMessage = async (message: Message): Promise<Message> => {
+    if (seen.has(message.MessageId ?? "")) duplicates++
+    seen.add(message.MessageId ?? "")
+    const record = decodeGreeting(JSON.parse(message.Body ?? ""))
+    const route = greetingPipeline.router(record)
+    if (route._tag === "UnknownState") throw new Error(route.message)
+    if (route._tag === "Mutation") {
+      const next = encodeGreeting(await Effect.runPromise(route.run(record)))
+      const attributes: Record<string, string> = {}
+      for (const [key, value] of Object.entries(message.MessageAttributes ?? {})) {
+        if (value.StringValue !== undefined) attributes[key] = value.StringValue
+      }
+      const transition = nextTransition(fromAttributes(attributes, message.MessageId ?? ""), next.id ?? "", next)
+      await sending.send(
+        new SendMessageCommand({
+          QueueUrl: queueUrl,
+          MessageBody: JSON.stringify(next),
+          MessageAttributes: Object.fromEntries(
+            Object.entries(toAttributes(transition)).map(([key, value]): [string, MessageAttributeValue] => [key, { DataType: "String", StringValue: value }])
+          )
+        })
+      )
+    }
+    return message
+  }
+
+  // as many consumers as the agent's concurrency allows batches: each one handles a batch of 10 at a time
+  const consumers = Array.from({ length: Math.max(1, Math.round(CONCURRENCY / MAX_BATCH)) }, () =>
+    Consumer.create({
+      queueUrl,
+      sqs: receiving,
+      batchSize: MAX_BATCH,
+      waitTimeSeconds: 20,
+      messageAttributeNames: ["All"],
+      handleMessage
+    }))
+
+  let transitions = 0
+  let measuring = true
+  const problems: Array<string> = []
+  const problem = (error: Error) => {
+    if (measuring) problems.push(error.message)
+  }
+  clear(wire)
+  const started = performance.now()
+  const finished = await new Promise<number>((resolve) => {
+    const timer = setTimeout(() => {
+      problems.push(`timed out after ${SCENARIO_TIMEOUT_MS / 1000} s`)
+      resolve(performance.now())
+    }, SCENARIO_TIMEOUT_MS)
+    for (const consumer of consumers) {
+      consumer.on("message_processed", () => {
+        if (++transitions === TRANSITIONS) {
+          clearTimeout(timer)
+          resolve(performance.now())
+        }
+      })
+      consumer.on("error", problem)
+      consumer.on("processing_error", problem)
+      consumer.start()
+    }
+  })
+  measuring = false
+  const counted = { ...requests }
+  const retries = total(requests) - total(commands)
+  const notes = [
+    ...(retries > 0 ? [`${retries} SDK retries (attempts beyond the first) are included in its requests`] : []),
+    ...(duplicates > 0 ? [`${duplicates} messages were delivered twice (to two consumers at once), and handled twice`] : [])
+  ]
+  const wireCounts = { ...wire }
+  for (const consumer of consumers) consumer.stop({ abort: true })
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  receiving.destroy()
+  sending.destroy()
+  return {
+    name: "sqs-consumer baseline, moto",
+    transitions,
+    seconds: (finished - started) / 1000,
+    requests: counted,
+    wire: wireCounts,
+    notes,
+    problems: [...new Set(problems)]
+  }
+}
+
+// --- output ----------------------------------------------------------------------------------------
+const perTransition = (counts: Counts, transitions: number) => total(counts) / transitions
+
+const mean = (values: ReadonlyArray<number>) => values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length
+
+const table = (results: ReadonlyArray<Result>) => {
+  const columns = ["transitions", "seconds", "trans/s", "requests", "req/trans", "wire req", "receive", "send", "delete", "other"]
+  const widths = [11, 8, 8, 9, 10, 9, 8, 6, 7, 6]
+  const line = (name: string, cells: ReadonlyArray<string>) =>
+    `${name.padEnd(34)}${cells.map((cell, i) => cell.padStart(widths[i]! + 1)).join("")}`
+  const out = [line("", columns)]
+  out.push(line("original design (reference)", ["", "", "", "", "3.000", "", "1/msg", "1/msg", "1/msg", ""]))
+  for (const result of results) {
+    const r = result.requests
+    const receive = (r["ReceiveMessage"] ?? 0)
+    const send = (r["SendMessageBatch"] ?? 0) + (r["SendMessage"] ?? 0)
+    const del = (r["DeleteMessageBatch"] ?? 0) + (r["DeleteMessage"] ?? 0)
+    out.push(line(result.name, [
+      String(result.transitions),
+      result.seconds.toFixed(2),
+      (result.transitions / result.seconds).toFixed(0),
+      String(total(r)),
+      perTransition(r, result.transitions).toFixed(3),
+      result.wire === undefined ? "-" : String(total(result.wire)),
+      String(receive),
+      String(send),
+      String(del),
+      String(total(r) - receive - send - del)
+    ]))
+  }
+  out.push(line("goal", ["", "", "", "", "≤ 0.300", "", "", "", "", ""]))
+  return out.join("\n")
+}
+
+const histogram = (perCall: ReadonlyArray<number>) =>
+  perCall.flatMap((count, size) => (count === undefined || count === 0 ? [] : [`${size}:${count}`])).join(" ")
+
+const diagnose = (result: Result) => {
+  const trace = result.trace
+  if (trace === undefined) return result.notes === undefined || result.notes.length === 0 ? [] : [`${result.name}:`, ...result.notes.map((note) => `  ${note}`)]
+  const receives = trace.receivedPerCall.reduce((a, b) => a + (b ?? 0), 0)
+  const received = trace.receivedPerCall.reduce((sum, count, size) => sum + (count ?? 0) * size, 0)
+  const empty = trace.receivedPerCall[0] ?? 0
+  const full = trace.receivedPerCall[MAX_BATCH] ?? 0
+  const other = Object.entries(result.requests).filter(([op]) => !["ReceiveMessage", "SendMessageBatch", "DeleteMessageBatch"].includes(op))
+  return [
+    `${result.name}:`,
+    `  receives ${receives} answered + ${(result.requests["ReceiveMessage"] ?? 0) - receives} long poll aborted at the stop (${empty} empty, ${full} full, ${trace.askedForLess} asked for < 10 for want of free slots), ${(received / Math.max(1, receives - empty)).toFixed(1)} messages per non-empty receive`,
+    `    messages per receive -> receives: ${histogram(trace.receivedPerCall)}`,
+    `  sends ${trace.entriesPerSend.filter((n) => n > 0).length} calls, ${mean(trace.entriesPerSend.filter((n) => n > 0)).toFixed(1)} successors each; deletes ${trace.entriesPerDelete.length} calls, ${mean(trace.entriesPerDelete).toFixed(1)} messages each`,
+    `  other requests: ${other.length === 0 ? "none" : other.map(([op, n]) => `${op} ${n}`).join(", ")}`,
+    `  mean time per call: ${["receive", "send", "delete"].map((op) => `${op} ${((trace.millis[op] ?? 0) / Math.max(1, trace.calls[op] ?? 0)).toFixed(1)} ms`).join(", ")}`
+  ]
+}
+
+// --- run ---------------------------------------------------------------------------------------------
+const main = async () => {
+  console.log(`starting moto…`)
+  const moto = await startMoto()
+  const proxy = await countingProxy(moto.endpoint)
+  const dataDir = mkdtempSync(join(tmpdir(), "bench-agent-"))
+  Object.assign(process.env, {
+    AWS_ENDPOINT_URL: proxy.endpoint,
+    AWS_REGION: "us-east-1",
+    AWS_ACCESS_KEY_ID: "testing",
+    AWS_SECRET_ACCESS_KEY: "testing"
+  })
+  for (const name of ["AWS_ENDPOINT_URL_SQS", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_SESSION_TOKEN", "AWS_PROFILE"]) delete process.env[name]
+
+  try {
+    const results: Array<Result> = []
+    const agentQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+    results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", SqsQueue.layer, agentQueue.queueUrl, true, proxy.wire)))
+
+    const baselineQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+    // seeded through SqsQueue, not counted
+    await Effect.runPromise(
+      Effect.gen(function*() {
+        const queue = yield* Queue
+        return yield* queue.send(baselineQueue.queueUrl, initialMessages())
+      }).pipe(Effect.provide(SqsQueue.layer))
+    )
+    results.push(await baselineScenario(baselineQueue.queueUrl, proxy.wire))
+
+    const localQueue: Layer.Layer<Queue, QueueError> = LocalQueue.layerAt({ directory: dataDir, visibilityTimeout: 30 })
+    results.push(await Effect.runPromise(agentScenario("agent, local queue (SQLite)", localQueue, "pipeline", false)))
+    // the same, with records arriving one every TRICKLE_GAP ms instead of a backlog
+    results.push(await Effect.runPromise(agentScenario(
+      `agent, local, 1 record/${TRICKLE_GAP_MS} ms`,
+      localQueue,
+      "trickle",
+      false,
+      undefined,
+      { gapMillis: TRICKLE_GAP_MS, producer: makeLocalQueue({ directory: dataDir }) }
+    )))
+
+    console.log("")
+    console.log(
+      `greeting pipeline: ${RECORDS} records -> ${TRANSITIONS} transitions. A transition is one message handled: ` +
+        `a step that sends the record's next state (2 per record), or the pass that finds it done and deletes it (1 per record).`
+    )
+    console.log(
+      `agent: concurrency ${CONCURRENCY}, long poll 20 s, in-process handler; baseline: ${Math.max(1, Math.round(CONCURRENCY / MAX_BATCH))} sqs-consumer consumers, batchSize 10, long poll 20 s. ` +
+        `Requests: counted by the caller; "wire req" = requests seen by a proxy in front of moto. node ${process.version}.`
+    )
+    console.log("")
+    console.log(table(results))
+    console.log("")
+    for (const result of results) for (const text of diagnose(result)) console.log(text)
+    console.log(`ideal with full batches: (${TRANSITIONS / 10} receives + ${(RECORDS * 2) / 10} sends + ${TRANSITIONS / 10} deletes) / ${TRANSITIONS} = ${((TRANSITIONS / 10 + (RECORDS * 2) / 10 + TRANSITIONS / 10) / TRANSITIONS).toFixed(3)} per transition`)
+    const problems = results.flatMap((result) => result.problems.map((problem) => `${result.name}: ${problem}`))
+    if (problems.length > 0) {
+      console.log("")
+      for (const problem of problems) console.log(`PROBLEM ${problem}`)
+      process.exitCode = 1
+    }
+  } finally {
+    await proxy.stop()
+    await moto.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+await main()
