@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path"
-import { Config, Effect, Layer, Option, Stream } from "effect"
+import { Effect, Layer, Option, Stream } from "effect"
 import {
   isSafeKey,
   ObjectNotFound,
@@ -21,6 +21,7 @@ import {
   ObjectStoreError,
   type StoredObject
 } from "./ObjectStore.ts"
+import { DataDirConfig } from "./DataDir.ts"
 
 export const RESERVED_DIR = ".objectstore"
 /** Temp files older than this are left over from crashed puts and removed at start-up. */
@@ -232,9 +233,6 @@ export const makeLocalObjectStore = (folder: string): Effect.Effect<ObjectStore[
 
     return ObjectStore.of({ location: root, put, get, head, list })
   })
-
-/** `PIPELINE_DATA_DIR`, default `.pipeline` in the working directory. */
-const DataDirConfig = Config.String("PIPELINE_DATA_DIR").pipe(Config.withDefault(".pipeline"))
 
 export const LocalObjectStore = {
   /** The bucket in `<PIPELINE_DATA_DIR>/bucket`. */

@@ -14,7 +14,7 @@ import { createHash, randomUUID } from "node:crypto"
 import { mkdirSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { DatabaseSync } from "node:sqlite"
-import { Clock, Config, Effect, Layer, Option, Schedule, type Scope } from "effect"
+import { Clock, Effect, Layer, Option, Schedule, type Scope } from "effect"
 import {
   type BatchResult,
   type EntryFailure,
@@ -28,6 +28,7 @@ import {
   type ReceiptEntry,
   type ReceiveOptions
 } from "./Queue.ts"
+import { DataDirConfig } from "./DataDir.ts"
 
 export interface LocalQueueOptions {
   /** Folder holding the database file; created if missing. */
@@ -459,9 +460,6 @@ export const makeLocalQueue = (
 
     return Queue.of({ send, receive, delete: delete_, changeVisibility, attributes })
   })
-
-/** `PIPELINE_DATA_DIR`, default `.pipeline` in the working directory. */
-export const DataDirConfig = Config.String("PIPELINE_DATA_DIR").pipe(Config.withDefault(".pipeline"))
 
 export const LocalQueue = {
   /** The queue in `<PIPELINE_DATA_DIR>/queue.sqlite`, with default timeouts. */

@@ -6,7 +6,8 @@
 import { Config, Effect, Layer, Option } from "effect"
 import { EngineSettings, SettingsConfig } from "../programs/EngineSettings.ts"
 import { LocalObjectStore } from "./LocalObjectStore.ts"
-import { DataDirConfig, LocalQueue } from "./LocalQueue.ts"
+import { DataDirConfig } from "./DataDir.ts"
+import { LocalQueue } from "./LocalQueue.ts"
 import * as S3ObjectStore from "./S3ObjectStore.ts"
 import * as SqsQueue from "./SqsQueue.ts"
 
