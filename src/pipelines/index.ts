@@ -3,12 +3,14 @@
  */
 import type { AnyPipeline } from "../domain/Pipeline.ts"
 import { greetingPipeline } from "./greeting.ts"
+import { thumbnailPipeline } from "./thumbnails/index.ts"
 
 export const builtinPipelines: Readonly<Record<string, AnyPipeline>> = {
-  greeting: greetingPipeline
+  greeting: greetingPipeline,
+  thumbnails: thumbnailPipeline
 }
 
-export const defaultPipelineName = "greeting"
+export const defaultPipelineName = "thumbnails"
 
 export const builtinPipeline = (name: string): AnyPipeline => {
   const pipeline = builtinPipelines[name]

@@ -1,0 +1,250 @@
+/**
+ * `npm run bench:thumbnails`: the thumbnail pipeline against bare sharp, in one run, on the same
+ * inputs (the sample set of src/programs/sampleImages.ts minus its broken file).
+ *
+ * 1. Throughput, in thumbnails per second, rounds alternating after a warm-up, medians compared:
+ *    - the pipeline end to end: every record from `{stock_no}` to done through the engine
+ *      (processBatch, one batch of 10 at a time) on the memory queue and the memory bucket, each
+ *      raw image downloaded over HTTP from the sample server, which runs in another process;
+ *    - the pipeline's thumbnail steps alone: records that already have their raw image in the
+ *      bucket, from `{…,"has_raw":true}` to done;
+ *    - bare sharp doing the same resizes its cheapest way: the file read from disk, one decode with
+ *      shrink-on-load to the largest width, each smaller size from those pixels; the same settings
+ *      (cache off, concurrency 1, one image at a time).
+ * 2. Peak RSS in a fresh process (goal ≤ 128 MB) of one 24 MP baseline JPEG through the Lambda
+ *    handler, bundled with esbuild as scripts/build.ts bundles it (bench/thumbnailsRss.ts, with
+ *    `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128` as Lambda sets it), next to bare sharp on the same image
+ *    (bench/sharpRss.ts); and one Lambda batch of ten such images through the handler.
+ *
+ * Options (environment): BENCH_IMAGES (sample set size, default 20), BENCH_ROUNDS (default 5),
+ * THUMBNAIL_SIZES (default 100,200).
+ */
+import { execFile, spawn } from "node:child_process"
+import { existsSync, linkSync, mkdirSync } from "node:fs"
+import { readFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { createInterface } from "node:readline"
+import { pathToFileURL } from "node:url"
+import { promisify } from "node:util"
+import { build } from "esbuild"
+import { ConfigProvider, Duration, Effect, Layer } from "effect"
+import sharp from "sharp"
+import { makeThumbnailPipeline, rawKey, ThumbnailSizesConfig, ThumbnailSteps } from "../src/pipelines/thumbnails/index.ts"
+import { acknowledge, processBatch } from "../src/programs/engine.ts"
+import { EngineSettings } from "../src/programs/EngineSettings.ts"
+import { makeSampleImages, type SampleImage } from "../src/programs/sampleImages.ts"
+import { MemoryObjectStoreLayer } from "../src/services/MemoryObjectStore.ts"
+import { memoryQueueLayer } from "../src/services/MemoryQueue.ts"
+import { ObjectStore } from "../src/services/ObjectStore.ts"
+import { Queue } from "../src/services/Queue.ts"
+
+const IMAGES = Number(process.env["BENCH_IMAGES"] ?? 20)
+const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 5)
+const RSS_RUNS = 3
+const QUEUE = "https://sqs.bench/000000000000/thumbnails"
+const root = join(import.meta.dirname, "..")
+const bundles = join(root, "node_modules", ".cache", "thumbnail-bench")
+
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+const fixed = (value: number, digits = 1) => value.toFixed(digits)
+
+/** The sample server in a process of its own, so serving the files is not charged to the pipeline. */
+const imageServer = (folder: string) =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      const module = pathToFileURL(join(root, "src", "programs", "sampleImages.ts")).href
+      const code = `import { Effect } from "effect"; import { serveImages } from ${JSON.stringify(module)};
+        Effect.runFork(Effect.scoped(Effect.flatMap(serveImages(${JSON.stringify(folder)}),
+          (server) => Effect.andThen(Effect.sync(() => console.log(server.imageSource)), Effect.never))))`
+      const child = spawn(process.execPath, ["--input-type=module", "-e", code], { cwd: root, stdio: ["ignore", "pipe", "inherit"] })
+      const [imageSource] = await createInterface({ input: child.stdout! })[Symbol.asyncIterator]().next().then((line) => [line.value as string])
+      return { child, imageSource: imageSource! }
+    }),
+    ({ child }) => Effect.sync(() => child.kill())
+  )
+
+/** One pass of the whole set through the engine, from `initial` records to done; seconds. */
+const pipelineRound = (
+  images: ReadonlyArray<SampleImage>,
+  sizes: ReadonlyArray<number>,
+  imageSource: string,
+  options: { readonly rawInBucket: ReadonlyMap<string, { readonly bytes: Uint8Array; readonly contentType: string }> | undefined }
+) => {
+  const pipeline = makeThumbnailPipeline(sizes)
+  const processMessages = processBatch(pipeline)
+  return Effect.gen(function*() {
+    const queue = yield* Queue
+    const store = yield* ObjectStore
+    if (options.rawInBucket !== undefined) {
+      for (const [key, raw] of options.rawInBucket) yield* store.put(key, raw.bytes, raw.contentType)
+    }
+    const started = performance.now()
+    for (let i = 0; i < images.length; i += 10) {
+      yield* queue.send(QUEUE, images.slice(i, i + 10).map((image, j) => ({
+        id: `s${j}`,
+        body: JSON.stringify(
+          options.rawInBucket === undefined ? pipeline.initialRecord(image.stockNo) : { stock_no: image.stockNo, has_raw: true }
+        )
+      })))
+    }
+    let done = 0
+    while (true) {
+      const messages = yield* queue.receive(QUEUE, { maxMessages: 10 })
+      if (messages.length === 0) break
+      const outcomes = yield* processMessages(messages)
+      yield* acknowledge(QUEUE, outcomes)
+      for (const outcome of outcomes) {
+        if (outcome._tag === "Done") done++
+        else if (outcome._tag !== "Advanced") throw new Error(`${outcome._tag}: ${outcome.error.message}`)
+      }
+    }
+    if (done !== images.length) throw new Error(`${done} of ${images.length} records done`)
+    return (performance.now() - started) / 1000
+  }).pipe(
+    Effect.provide(
+      Layer.mergeAll(
+        memoryQueueLayer({ [QUEUE]: {} }),
+        EngineSettings.make({ queueUrl: QUEUE, retryFor: Duration.seconds(5) }),
+        ThumbnailSteps.layer.pipe(
+          Layer.provideMerge(MemoryObjectStoreLayer),
+          Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IMAGE_SOURCE: imageSource })))
+        )
+      )
+    )
+  )
+}
+
+/** One pass of the whole set through bare sharp, one decode per image; seconds. */
+const bareRound = async (folder: string, images: ReadonlyArray<SampleImage>, sizes: ReadonlyArray<number>) => {
+  const started = performance.now()
+  for (const image of images) {
+    const input = await readFile(join(folder, image.file))
+    const largest = await sharp(input).autoOrient().resize({ width: sizes[0]!, withoutEnlargement: true }).raw()
+      .toBuffer({ resolveWithObject: true })
+    for (const size of sizes) {
+      await sharp(largest.data, { raw: largest.info }).resize({ width: size, withoutEnlargement: true }).jpeg({ quality: 80 })
+        .toBuffer()
+    }
+  }
+  return (performance.now() - started) / 1000
+}
+
+/** Bundles a bench child the way scripts/build.ts bundles the handler (sharp stays outside). */
+const bundle = async (name: string) => {
+  const outfile = join(bundles, `${name}.mjs`)
+  await build({
+    entryPoints: [join(root, "bench", `${name}.ts`)],
+    outfile,
+    bundle: true,
+    platform: "node",
+    target: "node24",
+    format: "esm",
+    external: ["sharp"],
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    minify: true,
+    legalComments: "none",
+    logLevel: "warning"
+  })
+  return outfile
+}
+
+interface RssReport {
+  readonly maxRssMB: number
+  readonly afterImportMB: number
+}
+
+/** Peak RSS over several fresh processes, one after the other: the worst run. */
+const peakRss = async (script: string, args: ReadonlyArray<string>, env: Record<string, string>): Promise<RssReport> => {
+  let worst: RssReport | undefined
+  for (let run = 0; run < RSS_RUNS; run++) {
+    const { stdout } = await promisify(execFile)(process.execPath, [script, ...args], {
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+      maxBuffer: 1 << 20
+    }).catch((error: { stderr?: string }) => {
+      throw new Error(`${script} failed: ${(error.stderr ?? String(error)).split("\n").filter((line) => line.length < 400).slice(-8).join("\n")}`)
+    })
+    const report = JSON.parse(stdout.trim().split("\n").at(-1)!) as RssReport
+    if (worst === undefined || report.maxRssMB > worst.maxRssMB) worst = report
+  }
+  return worst!
+}
+
+const program = Effect.gen(function*() {
+  sharp.cache(false)
+  sharp.concurrency(1)
+  const sizes = yield* ThumbnailSizesConfig
+  const set = yield* makeSampleImages(join(tmpdir(), `pipeline-bench-samples-${IMAGES}`), { count: IMAGES })
+  const images = set.images.filter((image) => !image.broken)
+  const big = set.images.find((image) => image.kind === "photo" && image.width * image.height >= 24_000_000)
+  if (big === undefined) throw new Error("the sample set has no 24 MP photo")
+  // ten names for the 24 MP file: one Lambda batch of large images
+  const batch = Array.from({ length: 10 }, (_, i) => `BIG${String(i + 1).padStart(2, "0")}`)
+  for (const name of batch) {
+    const path = join(set.folder, `${name}.jpg`)
+    if (!existsSync(path)) linkSync(join(set.folder, big.file), path)
+  }
+  const server = yield* imageServer(set.folder)
+  const rawInBucket = new Map<string, { bytes: Uint8Array; contentType: string }>()
+  for (const image of images) {
+    const bytes = yield* Effect.promise(() => readFile(join(set.folder, image.file)))
+    const extension = image.file.split(".").at(-1)!
+    rawInBucket.set(rawKey(image.stockNo, extension), { bytes, contentType: extension === "png" ? "image/png" : "image/jpeg" })
+  }
+
+  const thumbnails = images.length * sizes.length
+  const megapixels = images.reduce((sum, image) => sum + image.width * image.height, 0) / 1e6
+  console.log(
+    `thumbnail benchmark: ${images.length} images (${fixed(megapixels)} MP in all, the largest ${fixed(big.width * big.height / 1e6, 0)} MP), ` +
+      `widths ${sizes.join(",")}, ${ROUNDS} rounds after a warm-up, same inputs throughout; the pipeline runs through ` +
+      `the engine on the memory queue and memory bucket`
+  )
+
+  const endToEnd: Array<number> = []
+  const stepsOnly: Array<number> = []
+  const bare: Array<number> = []
+  for (let round = -1; round < ROUNDS; round++) {
+    const e = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined })
+    const s = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket })
+    const b = yield* Effect.promise(() => bareRound(set.folder, images, sizes))
+    if (round >= 0) {
+      endToEnd.push(e)
+      stepsOnly.push(s)
+      bare.push(b)
+    }
+  }
+  const rate = (times: ReadonlyArray<number>) => thumbnails / median(times)
+  const line = (label: string, times: ReadonlyArray<number>) =>
+    console.log(
+      `  ${label.padEnd(72)} ${thumbnails} thumbnails in ${fixed(median(times), 3)} s = ${fixed(rate(times)).padStart(5)} thumbnails/s`
+    )
+  line("pipeline end to end (download over HTTP from 127.0.0.1, then thumbnails):", endToEnd)
+  line("pipeline thumbnail steps alone (raw images already in the bucket):", stepsOnly)
+  line("bare sharp (files from disk, one decode per image):", bare)
+  console.log(
+    `  ratio pipeline / bare sharp: end to end ${fixed(rate(endToEnd) / rate(bare), 2)}, ` +
+      `thumbnail steps ${fixed(rate(stepsOnly) / rate(bare), 2)} (goal >= 0.9)`
+  )
+
+  mkdirSync(bundles, { recursive: true })
+  const handlerScript = yield* Effect.promise(() => bundle("thumbnailsRss"))
+  const sharpScript = yield* Effect.promise(() => bundle("sharpRss"))
+  const lambda = { IMAGE_SOURCE: server.imageSource, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128" }
+  const handler = yield* Effect.promise(() => peakRss(handlerScript, [big.stockNo], lambda))
+  const bareRss = yield* Effect.promise(() => peakRss(sharpScript, [join(set.folder, big.file), sizes.join(",")], {}))
+  const handlerBatch = yield* Effect.promise(() => peakRss(handlerScript, batch, lambda))
+  console.log(`peak RSS in a fresh process, worst of ${RSS_RUNS} runs, ${big.width}x${big.height} baseline JPEG (${big.stockNo}):`)
+  console.log(
+    `  ${"through the Lambda handler (esbuild bundle, folder bucket, 128 MB Lambda):".padEnd(72)} ${fixed(handler.maxRssMB)} MB ` +
+      `(${fixed(handler.afterImportMB)} MB once loaded; goal <= 128 MB)`
+  )
+  console.log(`  ${"bare sharp, same image and widths:".padEnd(72)} ${fixed(bareRss.maxRssMB)} MB (${fixed(bareRss.afterImportMB)} MB once loaded)`)
+  console.log(`  ${"one Lambda batch of ten such images through the handler:".padEnd(72)} ${fixed(handlerBatch.maxRssMB)} MB`)
+})
+
+await Effect.runPromise(Effect.scoped(program))

@@ -1,0 +1,78 @@
+/**
+ * The thumbnail pipeline: for each stock number, download the raw image, then make one JPEG
+ * thumbnail per configured width, largest first, each smaller one from the next larger.
+ *
+ * `{"stock_no":"STK675849"}` → download → `{…,"has_raw":true}` → thumbnail_200 →
+ * `{…,"size_200":true}` → thumbnail_100 → `{…,"size_100":true}` → done.
+ *
+ * Configuration (environment):
+ * - `THUMBNAIL_SIZES` (default `100,200`): widths. The router is synchronous, so `thumbnailPipeline`
+ *   reads it from the process environment when this module loads; its layer reads it again through
+ *   the current ConfigProvider and refuses to start if the two disagree.
+ * - `IMAGE_SOURCE` (required), `IMAGE_TIMEOUT`, `IMAGE_MAX_BYTES`, `IMAGE_ALLOWED_HOSTS`: see
+ *   `services/ImageSource.ts`.
+ * - `THUMBNAIL_MAX_PIXELS`, `THUMBNAIL_MAX_PROGRESSIVE_PIXELS`: see `services/Image.ts`.
+ */
+import { Config, ConfigProvider, Effect, Layer, Result } from "effect"
+import { definePipeline, done, mutation, type Pipeline } from "../../domain/Pipeline.ts"
+import { hasSize, normalizeSizes, ThumbnailRecord, ThumbnailSizesConfig } from "./record.ts"
+import { type DownloadError, type ThumbnailError, ThumbnailSteps } from "./steps.ts"
+
+export * from "./record.ts"
+export * from "./steps.ts"
+
+export type ThumbnailPipeline = Pipeline<ThumbnailRecord, DownloadError | ThumbnailError, ThumbnailSteps>
+
+/** The pipeline for explicit widths; its layer reads everything else from the environment. */
+export const makeThumbnailPipeline = (widths: ReadonlyArray<number>): ThumbnailPipeline => {
+  const sizes = normalizeSizes(widths)
+  const download = mutation<ThumbnailRecord, DownloadError, ThumbnailSteps>(
+    "download",
+    (record) => ThumbnailSteps.use((steps) => steps.download(record))
+  )
+  const thumbnails = sizes.map((size) =>
+    mutation<ThumbnailRecord, ThumbnailError, ThumbnailSteps>(
+      `thumbnail_${size}`,
+      (record) => ThumbnailSteps.use((steps) => steps.thumbnail(record, size, sizes))
+    )
+  )
+  return definePipeline<ThumbnailRecord, DownloadError | ThumbnailError, ThumbnailSteps>({
+    name: "thumbnails",
+    schema: ThumbnailRecord,
+    recordId: (record) => record.stock_no,
+    router: (record) => {
+      if (record.has_raw !== true) return download
+      const next = sizes.findIndex((size) => !hasSize(record, size))
+      return next === -1 ? done : thumbnails[next]!
+    },
+    initialRecord: (id) => ({ stock_no: id }),
+    layer: ThumbnailSteps.layer
+  })
+}
+
+const sameSizes = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.length === b.length && a.every((size, i) => size === b[i])
+
+const fromEnvironment = Effect.runSync(Effect.result(ThumbnailSizesConfig.parse(ConfigProvider.fromEnv())))
+
+/** The built-in pipeline, with `THUMBNAIL_SIZES` from the process environment. */
+export const thumbnailPipeline: ThumbnailPipeline = Result.isSuccess(fromEnvironment)
+  ? (() => {
+    const pipeline = makeThumbnailPipeline(fromEnvironment.success)
+    const checked = Effect.gen(function*() {
+      const configured = yield* ThumbnailSizesConfig
+      if (!sameSizes(configured, fromEnvironment.success)) {
+        return yield* Effect.fail(
+          new Config.ConfigError(
+            new ConfigProvider.SourceError({
+              message: `THUMBNAIL_SIZES is ${configured.join(",")} in the ConfigProvider but ${
+                fromEnvironment.success.join(",")
+              } in the process environment, which the router uses: set it in the environment`
+            })
+          )
+        )
+      }
+      return pipeline.layer
+    })
+    return { ...pipeline, layer: Layer.unwrap(checked) }
+  })()
+  : { ...makeThumbnailPipeline([100, 200]), layer: Layer.unwrap(Effect.fail(fromEnvironment.failure)) }
