@@ -5,7 +5,7 @@
 import { NodeServices } from "@effect/platform-node"
 import { Cause, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import { Command } from "effect/cli"
-import { cli } from "../cli/commands.ts"
+import { cli } from "../cli/main.ts"
 import { Shutdown } from "../cli/Shutdown.ts"
 
 const isUsageError = (error: unknown) =>

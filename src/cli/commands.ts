@@ -144,5 +144,3 @@ export const produceCommand = Command.make(
     }).pipe(Effect.provide(backendsLayer))
   })
 ).pipe(Command.withDescription("Push initial state records into the queue"))
-
-export const cli = root.pipe(Command.withSubcommands([agent, produceCommand]))
