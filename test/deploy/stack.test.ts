@@ -172,18 +172,19 @@ describe("npm run deploy on moto", () => {
     })
     const queueArn = `arn:aws:sqs:us-east-1:123456789012:${resources["StateQueue"]!.split("/").at(-1)}`
     const dlqArn = `arn:aws:sqs:us-east-1:123456789012:${resources["DeadLetterQueue"]!.split("/").at(-1)}`
-    assert.deepStrictEqual(grants.slice(0, 3), [
+    assert.deepStrictEqual(grants.slice(0, 4), [
       {
         actions: ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"],
         resource: queueArn
       },
       { actions: ["sqs:SendMessage"], resource: dlqArn },
-      { actions: ["s3:GetObject", "s3:PutObject"], resource: `arn:aws:s3:::${resources["Bucket"]}/*` }
+      { actions: ["s3:GetObject", "s3:PutObject"], resource: `arn:aws:s3:::${resources["Bucket"]}/*` },
+      { actions: ["s3:ListBucket"], resource: `arn:aws:s3:::${resources["Bucket"]}` }
     ])
     // moto's log group ARN lacks the ":*" that AWS's GetAtt adds
-    assert.deepStrictEqual(grants[3]?.actions, ["logs:CreateLogStream", "logs:PutLogEvents"])
-    assert.match(grants[3]!.resource, new RegExp(`^arn:aws:logs:us-east-1:123456789012:log-group:${resources["LogGroup"]}(:\\*)?$`))
-    assert.lengthOf(grants, 4)
+    assert.deepStrictEqual(grants[4]?.actions, ["logs:CreateLogStream", "logs:PutLogEvents"])
+    assert.match(grants[4]!.resource, new RegExp(`^arn:aws:logs:us-east-1:123456789012:log-group:${resources["LogGroup"]}(:\\*)?$`))
+    assert.lengthOf(grants, 5)
     for (const { actions } of grants) for (const action of actions) assert.notInclude(action, "*")
   })
 

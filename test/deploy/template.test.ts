@@ -127,8 +127,11 @@ describe("infra/template.yaml", () => {
       },
       { actions: ["sqs:SendMessage"], resource: { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] } },
       { actions: ["s3:GetObject", "s3:PutObject"], resource: { "Fn::Sub": "${Bucket.Arn}/*" } },
+      { actions: ["s3:ListBucket"], resource: { "Fn::GetAtt": ["Bucket", "Arn"] } },
       { actions: ["logs:CreateLogStream", "logs:PutLogEvents"], resource: { "Fn::GetAtt": ["LogGroup", "Arn"] } }
     ])
+    const listing = (role.Policies[0].PolicyDocument.Statement as Array<Json>).find((statement) => statement.Action === "s3:ListBucket")
+    assert.deepStrictEqual(listing?.Condition, { StringLike: { "s3:prefix": "raw/*" } }, "listing only the raw images")
   })
 
   it("outputs the queue URLs, the bucket and the function name", () => {
