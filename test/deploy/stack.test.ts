@@ -199,7 +199,8 @@ describe("npm run deploy on moto", () => {
       PIPELINE_DLQ_URL: resources["DeadLetterQueue"]!,
       PIPELINE_BUCKET: resources["Bucket"]!,
       IMAGE_SOURCE: imageSource,
-      THUMBNAIL_SIZES: "100,200"
+      THUMBNAIL_SIZES: "100,200",
+      NODE_OPTIONS: "--expose-gc"
     })
   })
 

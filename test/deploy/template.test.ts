@@ -98,6 +98,7 @@ describe("infra/template.yaml", () => {
     assert.deepStrictEqual(variables.PIPELINE_QUEUE_URL, { Ref: "StateQueue" })
     assert.deepStrictEqual(variables.PIPELINE_BUCKET, { Ref: "Bucket" })
     assert.deepStrictEqual(variables.THUMBNAIL_SIZES, { Ref: "ThumbnailSizes" })
+    assert.strictEqual(variables.NODE_OPTIONS, "--expose-gc")
     assert.deepStrictEqual(variables.IMAGE_SOURCE, { "Fn::If": ["HasImageSource", { Ref: "ImageSource" }, { Ref: "AWS::NoValue" }] })
   })
 

@@ -9,8 +9,6 @@
  *
  * Both are idempotent: they overwrite their object with the same bytes and return the same record.
  */
-import { setFlagsFromString } from "node:v8"
-import { runInNewContext } from "node:vm"
 import { Config, Context, Effect, Layer, Option, Schema, Semaphore, Stream } from "effect"
 import { type ObjectInfo, type ObjectNotFound, ObjectStore, type ObjectStoreError } from "../../services/ObjectStore.ts"
 import { Image, type ImageError } from "../../services/Image.ts"
@@ -37,24 +35,11 @@ export type ThumbnailError = ImageError | RawImageMissing | ObjectNotFound | Obj
 const rawExtensions = IMAGE_TYPES.map((type) => type.extension)
 
 /**
- * A full garbage collection, if the process allows one: V8 frees the Buffers of finished steps only
- * when it gets round to it, and until then they count in RSS. `--expose-gc`, set at run time,
- * reaches the function only through a new context. Set up on first use, never in a process that
- * has no memory budget.
+ * A full garbage collection, if the process was started with `--expose-gc` (the stack sets
+ * `NODE_OPTIONS=--expose-gc` on the function): V8 frees the Buffers of finished steps only when it
+ * gets round to it, and until then they count in RSS. Without the flag, nothing happens.
  */
-let collector: (() => void) | null | undefined
-const collectGarbage = () => {
-  if (collector === undefined) {
-    try {
-      setFlagsFromString("--expose-gc")
-      const gc = runInNewContext("gc") as (options: { readonly type: string; readonly execution: string }) => void
-      collector = () => gc({ type: "major", execution: "sync" })
-    } catch {
-      collector = null
-    }
-  }
-  collector?.()
-}
+const collectGarbage = () => (globalThis as { gc?: () => void }).gc?.()
 
 export interface StepOptions {
   /**
