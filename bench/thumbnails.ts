@@ -20,7 +20,7 @@
  * THUMBNAIL_SIZES (default 100,200).
  */
 import { execFile, spawn } from "node:child_process"
-import { existsSync, linkSync, mkdirSync } from "node:fs"
+import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { readFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -35,6 +35,8 @@ import { acknowledge, processBatch } from "../src/programs/engine.ts"
 import { EngineSettings } from "../src/programs/EngineSettings.ts"
 import { makeSampleImages, type SampleImage } from "../src/programs/sampleImages.ts"
 import { MemoryObjectStoreLayer } from "../src/services/MemoryObjectStore.ts"
+import { LocalObjectStore } from "../src/services/LocalObjectStore.ts"
+import { LocalQueue } from "../src/services/LocalQueue.ts"
 import { memoryQueueLayer } from "../src/services/MemoryQueue.ts"
 import { ObjectStore } from "../src/services/ObjectStore.ts"
 import { Queue } from "../src/services/Queue.ts"
@@ -42,7 +44,7 @@ import { Queue } from "../src/services/Queue.ts"
 const IMAGES = Number(process.env["BENCH_IMAGES"] ?? 20)
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 5)
 const RSS_RUNS = 3
-const QUEUE = "https://sqs.bench/000000000000/thumbnails"
+const QUEUE = "thumbnails"
 const root = join(import.meta.dirname, "..")
 const bundles = join(root, "node_modules", ".cache", "thumbnail-bench")
 
@@ -73,8 +75,16 @@ const pipelineRound = (
   images: ReadonlyArray<SampleImage>,
   sizes: ReadonlyArray<number>,
   imageSource: string,
-  options: { readonly rawInBucket: ReadonlyMap<string, { readonly bytes: Uint8Array; readonly contentType: string }> | undefined }
+  options: {
+    readonly rawInBucket: ReadonlyMap<string, { readonly bytes: Uint8Array; readonly contentType: string }> | undefined
+    /** The embedded SQLite queue and folder bucket (in a fresh temp folder), as `npm start` runs; memory otherwise. */
+    readonly local: boolean
+  }
 ) => {
+  const dataDir = options.local ? mkdtempSync(join(tmpdir(), "bench-thumbnails-")) : undefined
+  const backends = dataDir === undefined
+    ? Layer.mergeAll(memoryQueueLayer({ [QUEUE]: {} }), MemoryObjectStoreLayer)
+    : Layer.mergeAll(LocalQueue.layerAt({ directory: dataDir }), LocalObjectStore.layerAt(join(dataDir, "bucket")))
   const pipeline = makeThumbnailPipeline(sizes)
   const processMessages = processBatch(pipeline)
   return Effect.gen(function*() {
@@ -108,22 +118,25 @@ const pipelineRound = (
   }).pipe(
     Effect.provide(
       Layer.mergeAll(
-        memoryQueueLayer({ [QUEUE]: {} }),
         EngineSettings.make({ queueUrl: QUEUE, retryFor: Duration.seconds(5) }),
         ThumbnailSteps.layer.pipe(
-          Layer.provideMerge(MemoryObjectStoreLayer),
+          Layer.provideMerge(backends),
           Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IMAGE_SOURCE: imageSource })))
         )
       )
-    )
+    ),
+    Effect.ensuring(Effect.sync(() => dataDir !== undefined && rmSync(dataDir, { recursive: true, force: true })))
   )
 }
 
 /** One pass of the whole set through bare sharp, one decode per image; seconds. */
-const bareRound = async (folder: string, images: ReadonlyArray<SampleImage>, sizes: ReadonlyArray<number>) => {
+/** Bare sharp on each image's bytes, read from disk or, given a source template, downloaded with fetch. */
+const bareRound = async (folder: string, images: ReadonlyArray<SampleImage>, sizes: ReadonlyArray<number>, source?: string) => {
   const started = performance.now()
   for (const image of images) {
-    const input = await readFile(join(folder, image.file))
+    const input = source === undefined
+      ? await readFile(join(folder, image.file))
+      : Buffer.from(await (await fetch(source.replace("{stock_no}", image.stockNo))).arrayBuffer())
     const largest = await sharp(input).autoOrient().resize({ width: sizes[0]!, withoutEnlargement: true }).raw()
       .toBuffer({ resolveWithObject: true })
     for (const size of sizes) {
@@ -202,20 +215,23 @@ const program = Effect.gen(function*() {
   console.log(
     `thumbnail benchmark: ${images.length} images (${fixed(megapixels)} MP in all, the largest ${fixed(big.width * big.height / 1e6, 0)} MP), ` +
       `widths ${sizes.join(",")}, ${ROUNDS} rounds after a warm-up, same inputs throughout; the pipeline runs through ` +
-      `the engine on the memory queue and memory bucket`
+      `the engine (processBatch, batches of 10)`
   )
 
   const endToEnd: Array<number> = []
   const stepsOnly: Array<number> = []
   const bare: Array<number> = []
+  const bareDownloading: Array<number> = []
   for (let round = -1; round < ROUNDS; round++) {
-    const e = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined })
-    const s = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket })
+    const e = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: true })
+    const s = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket, local: false })
     const b = yield* Effect.promise(() => bareRound(set.folder, images, sizes))
+    const d = yield* Effect.promise(() => bareRound(set.folder, images, sizes, server.imageSource))
     if (round >= 0) {
       endToEnd.push(e)
       stepsOnly.push(s)
       bare.push(b)
+      bareDownloading.push(d)
     }
   }
   const rate = (times: ReadonlyArray<number>) => thumbnails / median(times)
@@ -223,18 +239,21 @@ const program = Effect.gen(function*() {
     console.log(
       `  ${label.padEnd(72)} ${thumbnails} thumbnails in ${fixed(median(times), 3)} s = ${fixed(rate(times)).padStart(5)} thumbnails/s`
     )
-  line("pipeline end to end (download over HTTP from 127.0.0.1, then thumbnails):", endToEnd)
-  line("pipeline thumbnail steps alone (raw images already in the bucket):", stepsOnly)
+  line("pipeline end to end, local backends (download from 127.0.0.1, thumbnails):", endToEnd)
+  line("pipeline thumbnail steps alone (memory bucket holding the raw images):", stepsOnly)
   line("bare sharp (files from disk, one decode per image):", bare)
+  line("bare sharp on the same downloads (fetch from 127.0.0.1, then sharp):", bareDownloading)
   console.log(
     `  ratio pipeline / bare sharp: end to end ${fixed(rate(endToEnd) / rate(bare), 2)}, ` +
-      `thumbnail steps ${fixed(rate(stepsOnly) / rate(bare), 2)} (goal >= 0.9)`
+      `thumbnail steps ${fixed(rate(stepsOnly) / rate(bare), 2)} (goal >= 0.9); ` +
+      `end to end / bare sharp with the same downloads ${fixed(rate(endToEnd) / rate(bareDownloading), 2)}`
   )
 
   mkdirSync(bundles, { recursive: true })
   const handlerScript = yield* Effect.promise(() => bundle("thumbnailsRss"))
   const sharpScript = yield* Effect.promise(() => bundle("sharpRss"))
-  const lambda = { IMAGE_SOURCE: server.imageSource, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128" }
+  // as the stack configures the function: 128 MB, NODE_OPTIONS=--expose-gc
+  const lambda = { IMAGE_SOURCE: server.imageSource, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128", NODE_OPTIONS: "--expose-gc" }
   const handler = yield* Effect.promise(() => peakRss(handlerScript, [big.stockNo], lambda))
   const bareRss = yield* Effect.promise(() => peakRss(sharpScript, [join(set.folder, big.file), sizes.join(",")], {}))
   const handlerBatch = yield* Effect.promise(() => peakRss(handlerScript, batch, lambda))

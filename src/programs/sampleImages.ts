@@ -11,7 +11,6 @@
  * - then photo-like JPEGs of several sizes, from 150x100 to 12 MP, portrait and landscape.
  */
 import { randomUUID } from "node:crypto"
-import { createReadStream } from "node:fs"
 import * as fs from "node:fs/promises"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -227,7 +226,8 @@ export const serveImages = (folder: string): Effect.Effect<ImageServer, SampleIm
                 if (stat === undefined || !stat.isFile()) continue
                 response.writeHead(200, { "content-type": CONTENT_TYPES[extname(candidate)]!, "content-length": stat.size })
                 if (request.method === "HEAD") return response.end()
-                createReadStream(path).on("error", () => response.destroy()).pipe(response)
+                // whole files: the images are a few MB, and one write is far cheaper than 64 KB chunks
+                response.end(await fs.readFile(path))
                 return
               }
               notFound()

@@ -25,7 +25,7 @@ const make = Effect.sync(() => {
     location: "memory://",
     put: (key, body, contentType) =>
       isSafeKey(key)
-        ? Effect.sync(() => void objects.set(key, { bytes: Uint8Array.from(body), contentType }))
+        ? Effect.sync(() => void objects.set(key, { bytes: body.slice(), contentType }))
         : Effect.fail(
           new ObjectStoreError({ operation: "put", key, message: `unsafe key: ${key}`, retryable: false, cause: null })
         ),
