@@ -28,6 +28,7 @@ import { createInterface } from "node:readline"
 import { pathToFileURL } from "node:url"
 import { promisify } from "node:util"
 import { build } from "esbuild"
+import { lambdaBundleOptions } from "../scripts/build.ts"
 import { ConfigProvider, Duration, Effect, Layer } from "effect"
 import sharp from "sharp"
 import { makeThumbnailPipeline, rawKey, ThumbnailSizesConfig, ThumbnailSteps } from "../src/pipelines/thumbnails/index.ts"
@@ -150,19 +151,7 @@ const bareRound = async (folder: string, images: ReadonlyArray<SampleImage>, siz
 /** Bundles a bench child the way scripts/build.ts bundles the handler (sharp stays outside). */
 const bundle = async (name: string) => {
   const outfile = join(bundles, `${name}.mjs`)
-  await build({
-    entryPoints: [join(root, "bench", `${name}.ts`)],
-    outfile,
-    bundle: true,
-    platform: "node",
-    target: "node24",
-    format: "esm",
-    external: ["sharp"],
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    minify: true,
-    legalComments: "none",
-    logLevel: "warning"
-  })
+  await build({ ...lambdaBundleOptions, entryPoints: [join(root, "bench", `${name}.ts`)], outfile })
   return outfile
 }
 

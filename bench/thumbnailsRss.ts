@@ -17,6 +17,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
 import { makeHandler } from "../src/lambda/handler.ts"
+import { toSqsEvent } from "../src/programs/BatchRunner.ts"
 import { thumbnailPipeline } from "../src/pipelines/thumbnails/index.ts"
 import { EngineSettings } from "../src/programs/EngineSettings.ts"
 import { LocalObjectStore } from "../src/services/LocalObjectStore.ts"
@@ -51,17 +52,7 @@ while (invocations < 100) {
   const messages = await run(Queue.use((queue) => queue.receive(queueUrl, { maxMessages: 10 })))
   if (messages.length === 0) break
   invocations++
-  const response = await handler({
-    Records: messages.map((message) => ({
-      messageId: message.messageId,
-      receiptHandle: message.receiptHandle,
-      body: message.body,
-      attributes: { ApproximateReceiveCount: String(message.receiveCount) },
-      messageAttributes: Object.fromEntries(
-        Object.entries(message.attributes).map(([name, value]) => [name, { stringValue: value, dataType: "String" }])
-      )
-    }))
-  })
+  const response = await handler(toSqsEvent(messages))
   const failed = new Set(response.batchItemFailures.map((failure) => failure.itemIdentifier))
   if (failed.size > 0) throw new Error(`invocation ${invocations} reported failures: ${[...failed].join(", ")}`)
   await run(Queue.use((queue) =>

@@ -16,7 +16,7 @@
  * The default architecture is arm64: Lambda bills arm64 (Graviton) about 20% less per GB-second,
  * and sharp ships prebuilt libvips for linux-arm64 as it does for x64.
  */
-import { build as esbuild } from "esbuild"
+import { type BuildOptions, build as esbuild } from "esbuild"
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { dirname, join, relative, sep } from "node:path"
@@ -54,26 +54,31 @@ const writeAtomically = (path: string, data: string | Uint8Array) => {
   renameSync(temporary, path)
 }
 
+/** How the function's code is bundled; benchmarks bundle their children the same way. */
+export const lambdaBundleOptions: BuildOptions = {
+  bundle: true,
+  platform: "node",
+  target: "node24",
+  format: "esm",
+  // sharp is native: it ships beside the bundle, in the zip's node_modules
+  external: ["sharp"],
+  // ESM bundles of CommonJS dependencies need a require()
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  sourcemap: false,
+  minify: true,
+  legalComments: "none",
+  logLevel: "warning"
+}
+
 /** Bundles the handler to dist/lambda/ and returns the bundle. */
 const bundleContents = async (): Promise<Uint8Array> => {
   const result = await esbuild({
+    ...lambdaBundleOptions,
     entryPoints: [join(root, "src", "lambda", "handler.ts")],
     outfile: bundlePath,
-    write: false,
-    bundle: true,
-    platform: "node",
-    target: "node24",
-    format: "esm",
-    // sharp is native: it ships beside the bundle, in the zip's node_modules
-    external: ["sharp"],
-    // ESM bundles of CommonJS dependencies need a require()
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
-    sourcemap: false,
-    minify: true,
-    legalComments: "none",
-    logLevel: "warning"
+    write: false
   })
-  const [output] = result.outputFiles
+  const [output] = result.outputFiles ?? []
   if (output === undefined) throw new Error("esbuild wrote nothing")
   writeAtomically(bundlePath, output.contents)
   writeAtomically(join(root, "dist", "lambda", "package.json"), lambdaPackageJson)
