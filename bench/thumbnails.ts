@@ -241,8 +241,8 @@ const program = Effect.gen(function*() {
   mkdirSync(bundles, { recursive: true })
   const handlerScript = yield* Effect.promise(() => bundle("thumbnailsRss"))
   const sharpScript = yield* Effect.promise(() => bundle("sharpRss"))
-  // as the stack configures the function: 128 MB, NODE_OPTIONS=--expose-gc
-  const lambda = { IMAGE_SOURCE: server.imageSource, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128", NODE_OPTIONS: "--expose-gc" }
+  // as the stack configures the function: 128 MB, NODE_OPTIONS=--expose-gc, MALLOC_ARENA_MAX=2
+  const lambda = { IMAGE_SOURCE: server.imageSource, AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128", NODE_OPTIONS: "--expose-gc", MALLOC_ARENA_MAX: "2" }
   const handler = yield* Effect.promise(() => peakRss(handlerScript, [big.stockNo], lambda))
   const bareRss = yield* Effect.promise(() => peakRss(sharpScript, [join(set.folder, big.file), sizes.join(",")], {}))
   const handlerBatch = yield* Effect.promise(() => peakRss(handlerScript, batch, lambda))

@@ -200,7 +200,8 @@ describe("npm run deploy on moto", () => {
       PIPELINE_BUCKET: resources["Bucket"]!,
       IMAGE_SOURCE: imageSource,
       THUMBNAIL_SIZES: "100,200",
-      NODE_OPTIONS: "--expose-gc"
+      NODE_OPTIONS: "--expose-gc",
+      MALLOC_ARENA_MAX: "2"
     })
   })
 
