@@ -46,7 +46,8 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const { visibilityTimeout } = yield* queue.attributes(options.queueUrl).pipe(
     Effect.retry({ schedule: retryBriefly, while: isRetryable })
   )
-  const heartbeatEvery = Duration.seconds(Math.max(1, visibilityTimeout / 3))
+  // well inside the timeout, so an extension always lands before the message reappears
+  const heartbeatEvery = Duration.millis(Math.max(200, (visibilityTimeout * 1000) / 3))
   const slots = yield* Semaphore.make(options.concurrency)
   const workers = yield* FiberSet.make<void, never>()
   const startedAt = yield* Clock.currentTimeMillis

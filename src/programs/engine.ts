@@ -79,6 +79,8 @@ export const processBatch = <Rec, E extends StepFailure, R>(
   pipeline: Pick<Pipeline<Rec, E, R>, "schema" | "recordId" | "router">
 ) => {
   const encode = Schema.encodeEffect(pipeline.schema)
+  /** Each queue's redrive target, looked up once (a handler's runtime lives as long as its container). */
+  const redriveTargets = new Map<string, string>()
 
   return Effect.fn("processBatch")(function*(messages: ReadonlyArray<QueueMessage>) {
     const settings = yield* EngineSettings
@@ -128,13 +130,13 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       )
     }
 
-    let resolvedDeadLetterQueue = settings.deadLetterQueueUrl
-    const deadLetterQueue = Option.isSome(resolvedDeadLetterQueue)
-      ? Effect.succeed(resolvedDeadLetterQueue)
+    const known = Option.orElse(settings.deadLetterQueueUrl, () => Option.fromUndefinedOr(redriveTargets.get(settings.queueUrl)))
+    const deadLetterQueue = Option.isSome(known)
+      ? Effect.succeed(known)
       : queue.attributes(settings.queueUrl).pipe(
         Effect.retry({ schedule: retry, while: isRetryable }),
         Effect.map((attributes) => attributes.deadLetterQueueUrl),
-        Effect.tap((url) => Effect.sync(() => (resolvedDeadLetterQueue = url)))
+        Effect.tap((url) => Effect.sync(() => Option.isSome(url) && redriveTargets.set(settings.queueUrl, url.value)))
       )
 
     const decisions = yield* Effect.forEach(messages, decide, { concurrency: settings.concurrency })

@@ -8,7 +8,7 @@ import { runAgent } from "../../src/programs/agent.ts"
 import { BatchRunner, BatchRunnerError, inProcessRunner } from "../../src/programs/BatchRunner.ts"
 import { EngineSettings } from "../../src/programs/EngineSettings.ts"
 import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
+import { MemoryQueueControl, memoryQueueLayer, queueFailure } from "../../src/services/MemoryQueue.ts"
 import { Queue } from "../../src/services/Queue.ts"
 
 const QUEUE = "work"
@@ -74,6 +74,20 @@ describe("agent (memory queue)", () => {
       const control = yield* MemoryQueueControl
       assert.strictEqual(control.messages(QUEUE).length, 3, "not deleted: they come back after the visibility timeout")
     }).pipe(Effect.provide(services())))
+
+  it.live("a failing receive is logged, backed off and retried; the agent keeps going", () =>
+    Effect.gen(function*() {
+      yield* produce(5)
+      const control = yield* MemoryQueueControl
+      let failures = 0
+      control.faults.request = (operation, queueUrl) =>
+        operation === "receive" && failures++ < 3 ? queueFailure("ReceiveMessage", queueUrl, true) : undefined
+      const started = Date.now()
+      const stats = yield* runAgent(options)
+      assert.strictEqual(stats.receiveErrors, 3)
+      assert.strictEqual(stats.succeeded, 15, "every record still reached done")
+      assert.isAtLeast(Date.now() - started, 200 + 400 + 800 - 50, "backed off 0.2 s, 0.4 s, 0.8 s")
+    }).pipe(Effect.provide(withRunner())))
 
   it.live("the heartbeat keeps a slow step's message invisible past its visibility timeout", () =>
     Effect.gen(function*() {
