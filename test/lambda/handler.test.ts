@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { ConfigProvider, Effect, Layer } from "effect"
 import { Attribute } from "../../src/domain/transition.ts"
-import { makeHandler } from "../../src/lambda/handler.ts"
+import { liveLayer, makeHandler } from "../../src/lambda/handler.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { EngineSettings } from "../../src/programs/EngineSettings.ts"
 import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
@@ -100,5 +100,16 @@ describe("lambda handler", () => {
     await handler({ Records: [eventRecord("a", `{"id":"a"}`)] })
     await handler({ Records: [eventRecord("b", `{"id":"b"}`)] })
     assert.strictEqual(builds, 1)
+  })
+})
+
+describe("lambda handler configuration", () => {
+  it("a missing setting fails the first invocation with its name", async () => {
+    const handler = makeHandler(
+      greetingPipeline,
+      liveLayer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PIPELINE_BUCKET: "b" }))))
+    )
+    const error = await handler({ Records: [] }).then(() => undefined, (e: unknown) => e)
+    assert.include(String((error as Error)?.message ?? error), "PIPELINE_QUEUE_URL")
   })
 })
