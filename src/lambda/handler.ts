@@ -9,7 +9,7 @@
  *
  * The runtime is built once per container, on the first invocation.
  */
-import { type Config, Effect, Layer, ManagedRuntime, Schema } from "effect"
+import { type Config, Effect, Layer, Logger, ManagedRuntime, Schema } from "effect"
 import type { AnyPipeline, RuntimeServices } from "../domain/Pipeline.ts"
 import { builtinPipeline, defaultPipelineName } from "../pipelines/index.ts"
 import { acknowledge, failedMessageIds, processBatch } from "../programs/engine.ts"
@@ -106,7 +106,7 @@ export const makeHandler = <R, E>(pipeline: AnyPipeline, layer: Layer.Layer<R | 
   return Object.assign((event: unknown): Promise<BatchResponse> => runtime.runPromise(handle(event)), { runtime })
 }
 
-/** Production: SQS and S3, configured from the environment. */
-export const liveLayer = Layer.mergeAll(SqsQueue.layer, S3ObjectStore.layer, EngineSettings.layer)
+/** Production: SQS and S3, configured from the environment; JSON log lines, which CloudWatch Logs can query. */
+export const liveLayer = Layer.mergeAll(SqsQueue.layer, S3ObjectStore.layer, EngineSettings.layer, Logger.layer([Logger.consoleJson]))
 
 export const handler = makeHandler(builtinPipeline(process.env.PIPELINE_NAME ?? defaultPipelineName), liveLayer)

@@ -165,9 +165,9 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       if (!Option.isOption(target) || Option.isNone(target)) {
         const why = Option.isOption(target) ? "the queue has no dead-letter queue" : `its queue's attributes: ${target.message}`
         for (const decision of deadLetters) {
-          yield* Effect.logError(`cannot dead-letter message ${decision.message.messageId} (${why}); left on the queue`, {
-            error: decision.error
-          })
+          yield* Effect.logError(`cannot dead-letter message ${decision.message.messageId} (${why}); left on the queue`).pipe(
+            Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message })
+          )
           outcomes.push({ _tag: "Failed", message: decision.message, error: decision.error })
         }
       } else {
@@ -182,10 +182,9 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         for (const [index, decision] of deadLetters.entries()) {
           const failure = failures.get(`d${index}`)
           if (failure === undefined) {
-            yield* Effect.logWarning(`dead-lettered message ${decision.message.messageId}: ${decision.error._tag}`, {
-              reason: decision.error.message,
-              step: decision.stage
-            })
+            yield* Effect.logWarning(`dead-lettered message ${decision.message.messageId}: ${decision.error._tag}`).pipe(
+              Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message, step: decision.stage })
+            )
             outcomes.push({ _tag: "DeadLettered", message: decision.message, error: decision.error })
           } else {
             outcomes.push({ _tag: "Failed", message: decision.message, error: failure })
@@ -196,9 +195,9 @@ export const processBatch = <Rec, E extends StepFailure, R>(
 
     for (const outcome of outcomes) {
       if (outcome._tag === "Failed") {
-        yield* Effect.logWarning(`message ${outcome.message.messageId} left for redelivery: ${outcome.error._tag}`, {
-          reason: outcome.error.message
-        })
+        yield* Effect.logWarning(`message ${outcome.message.messageId} left for redelivery: ${outcome.error._tag}`).pipe(
+          Effect.annotateLogs({ messageId: outcome.message.messageId, error: outcome.error._tag, reason: outcome.error.message })
+        )
       }
     }
     return outcomes
