@@ -125,10 +125,12 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     )
 
   let consecutiveReceiveErrors = 0
+  // SQS's message counts are approximate and lag: only believe "empty" after a receive found nothing too
+  let lastReceiveFoundNothing = false
 
   const poll = Effect.gen(function*() {
     while (!stopping) {
-      if (options.untilEmpty && (yield* queueIsEmpty)) return
+      if (options.untilEmpty && lastReceiveFoundNothing && (yield* queueIsEmpty)) return
       const slotsTaken = yield* unlessStopped(takeSlots)
       if (Option.isNone(slotsTaken)) return
       const wanted = slotsTaken.value
@@ -150,6 +152,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
         )
       )
       const messages = Option.getOrElse(received, () => [])
+      lastReceiveFoundNothing = Option.isSome(received) && messages.length === 0
       if (Option.isSome(received)) consecutiveReceiveErrors = 0
       if (messages.length < wanted) yield* Semaphore.release(slots, wanted - messages.length)
       if (messages.length === 0) continue

@@ -131,12 +131,15 @@ const make = (initial: Readonly<Record<string, MemoryQueueOptions>>) => Effect.s
 
   const receive = (queueUrl: string, options: ReceiveOptions = {}) =>
     request("receive", queueUrl).pipe(
-      Effect.andThen(receiveNow(queueUrl, options)),
-      // a long poll, coarsely: look again every 10 ms until the wait is over
-      Effect.repeat({
-        while: (received) => received.length === 0,
-        schedule: Schedule.spaced("10 millis").pipe(Schedule.upTo({ duration: Duration.seconds(options.waitSeconds ?? 0) }))
-      })
+      Effect.andThen(
+        receiveNow(queueUrl, options).pipe(
+          // a long poll, coarsely: one request that looks again every 10 ms until the wait is over
+          Effect.repeat({
+            while: (received) => received.length === 0,
+            schedule: Schedule.spaced("10 millis").pipe(Schedule.upTo({ duration: Duration.seconds(options.waitSeconds ?? 0) }))
+          })
+        )
+      )
     )
 
   const receiveNow = (queueUrl: string, options: ReceiveOptions) =>
