@@ -5,7 +5,7 @@
  * used, produces a record per image, runs the agent until the queue is empty, and prints what
  * happened. A second run continues from the local queue; `--fresh` starts over.
  */
-import { rm } from "node:fs/promises"
+import { readFile, rm, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import { Config, ConfigProvider, Console, Effect, Layer, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -14,7 +14,7 @@ import { runAgent } from "../programs/agent.ts"
 import { inProcessRunner } from "../programs/BatchRunner.ts"
 import { parseInputs, produce } from "../programs/producer.ts"
 import { makeSampleImages, serveImages } from "../programs/sampleImages.ts"
-import { backendsLayer, LOCAL_QUEUE } from "../services/backends.ts"
+import { LOCAL_QUEUE, localBackendsLayer } from "../services/backends.ts"
 import { DataDirConfig } from "../services/DataDir.ts"
 import { deadLetterQueueName } from "../services/LocalQueue.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
@@ -57,7 +57,7 @@ export const start = Command.make(
     yield* Console.error(`${samples.images.length} sample images in ${samples.folder}, served at ${server.baseUrl}`)
 
     const pipeline = thumbnailPipeline
-    const services = Layer.provideMerge(pipeline.layer, backendsLayer).pipe(
+    const services = Layer.provideMerge(pipeline.layer, localBackendsLayer).pipe(
       Layer.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown({ IMAGE_SOURCE: server.imageSource }), { asPrimary: true }))
     )
     const interactive = process.stderr.isTTY === true
@@ -68,16 +68,14 @@ export const start = Command.make(
       // a record is produced once per data dir: a second run only continues the queue
       const marker = "produced.json"
       const already = new Set<string>(yield* Effect.tryPromise(() =>
-        import("node:fs/promises").then((fs) => fs.readFile(join(dataDir, marker), "utf8")).then((text) => JSON.parse(text) as Array<string>)
+        readFile(join(dataDir, marker), "utf8").then((text) => JSON.parse(text) as Array<string>)
       ).pipe(Effect.orElseSucceed(() => [])))
       const fresh = samples.images.filter((image) => !already.has(image.stockNo))
       const { messages, invalid } = parseInputs(pipeline, LOCAL_QUEUE, fresh.map((image) => ({ source: image.stockNo, text: image.stockNo })))
       if (invalid.length > 0) return yield* new StartFailed({ message: `invalid sample records: ${invalid.map((i) => i.reason).join("; ")}` })
       const produced = yield* produce(LOCAL_QUEUE, messages)
       yield* Effect.tryPromise(() =>
-        import("node:fs/promises").then((fs) =>
-          fs.writeFile(join(dataDir, marker), JSON.stringify([...already, ...fresh.map((image) => image.stockNo)]))
-        )
+        writeFile(join(dataDir, marker), JSON.stringify([...already, ...fresh.map((image) => image.stockNo)]))
       ).pipe(Effect.orDie)
       yield* Console.error(
         produced.sent > 0 ? `produced ${produced.sent} records` : `continuing: all ${samples.images.length} records were produced before`

@@ -24,23 +24,26 @@ const LocalQueueConfig = Config.all({
   maxReceiveCount: Config.Int("PIPELINE_MAX_RECEIVE_COUNT").pipe(Config.withDefault(5))
 })
 
-export const queueLayer = Layer.unwrap(
+const localQueueLayer = Layer.unwrap(Effect.map(LocalQueueConfig, LocalQueue.layerAt))
+
+const settingsFor = (queueUrl: Option.Option<string>) =>
+  Layer.effect(
+    EngineSettings,
+    Effect.map(SettingsConfig, (settings) => EngineSettings.of({ queueUrl: Option.getOrElse(queueUrl, () => LOCAL_QUEUE), ...settings }))
+  )
+
+/** SQS or the local queue, S3 or the local bucket, as the environment says. */
+export const backendsLayer = Layer.unwrap(
   Effect.gen(function*() {
-    if (Option.isSome(yield* QueueUrlConfig)) return SqsQueue.layer
-    return LocalQueue.layerAt(yield* LocalQueueConfig)
+    const queueUrl = yield* QueueUrlConfig
+    const bucket = yield* BucketConfig
+    return Layer.mergeAll(
+      Option.isSome(queueUrl) ? SqsQueue.layer : localQueueLayer,
+      Option.isSome(bucket) ? S3ObjectStore.layer : LocalObjectStore.layer,
+      settingsFor(queueUrl)
+    )
   })
 )
 
-export const objectStoreLayer = Layer.unwrap(
-  Effect.map(BucketConfig, (bucket) => Option.isSome(bucket) ? S3ObjectStore.layer : LocalObjectStore.layer)
-)
-
-export const engineSettingsLayer = Layer.effect(
-  EngineSettings,
-  Effect.gen(function*() {
-    const queueUrl = Option.getOrElse(yield* QueueUrlConfig, () => LOCAL_QUEUE)
-    return EngineSettings.of({ queueUrl, ...(yield* SettingsConfig) })
-  })
-)
-
-export const backendsLayer = Layer.mergeAll(queueLayer, objectStoreLayer, engineSettingsLayer)
+/** The embedded queue and bucket whatever the environment says (`npm start`). */
+export const localBackendsLayer = Layer.mergeAll(localQueueLayer, LocalObjectStore.layer, settingsFor(Option.none()))
