@@ -19,6 +19,16 @@ const logger = Layer.mergeAll(
   Layer.succeed(Logger.LogToStderr, true)
 )
 
+/** One line for a person: a setting that is missing or wrong names itself; other errors their message. */
+const describe = (error: unknown): string | undefined => {
+  if (typeof error !== "object" || error === null || !("message" in error) || typeof error.message !== "string") return undefined
+  if ("_tag" in error && error._tag === "ConfigError") {
+    const setting = /at \["([^"]+)"\]/.exec(error.message)?.[1]
+    return `error: ${setting === undefined ? "a setting is missing or invalid" : `the setting ${setting} is missing or invalid`} (${error.message.replace(/\s+/g, " ")})`
+  }
+  return `error: ${error.message}`
+}
+
 let fiber: Fiber.Fiber<unknown, unknown> | undefined
 const program = Command.run(cli, { version: "0.1.0" }).pipe(
   Effect.provide(Layer.mergeAll(NodeServices.layer, logger, Shutdown.onSignals(() => fiber?.interruptUnsafe())))
@@ -33,6 +43,6 @@ fiber.addObserver((exit) => {
     if (!(typeof error === "object" && error !== null && "errors" in error)) console.error(String((error as Error).message ?? error))
     return process.exit(2)
   }
-  console.error(error instanceof Error ? `error: ${error.message}` : Cause.pretty(exit.cause))
+  console.error(describe(error) ?? Cause.pretty(exit.cause))
   process.exit(1)
 })
