@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { Effect, Exit, Scope } from "effect"
 import sharp from "sharp"
 import { afterAll, beforeAll } from "vitest"
-import { makeSampleImages, type SampleSet, serveImages } from "../../src/programs/sampleImages.ts"
+import { makeSampleImages, type SampleSet, serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
 import { createBucket, createQueue } from "../support/aws.ts"
 
 const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>

@@ -7,7 +7,7 @@ import { Effect, Layer } from "effect"
 import { isRetryable } from "../../src/domain/errors.ts"
 import { ImageSource, parseTemplate } from "../../src/services/ImageSource.ts"
 import { sniffImageType } from "../../src/services/ImageType.ts"
-import { serveImages } from "../../src/programs/sampleImages.ts"
+import { serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
 import { configLayer, sampleSet, scriptedServer, sendBytes } from "./support.ts"
 
 const sourceLayer = (config: Record<string, string>) => ImageSource.layer.pipe(Layer.provide(configLayer(config)))

@@ -10,7 +10,7 @@ import { deflateSync } from "node:zlib"
 import { ConfigProvider, Effect, type Scope } from "effect"
 import type { AnyPipeline } from "../../src/domain/Pipeline.ts"
 import { acknowledge, type Outcome, processBatch } from "../../src/programs/engine.ts"
-import { makeSampleImages } from "../../src/programs/sampleImages.ts"
+import { makeSampleImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
 import { Queue } from "../../src/services/Queue.ts"
 
 export const QUEUE = "https://sqs.test/000000000000/thumbnails"

@@ -14,7 +14,7 @@ import {
   ThumbnailSteps
 } from "../../src/pipelines/thumbnails/index.ts"
 import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { type SampleImage, samplePlan, serveImages } from "../../src/programs/sampleImages.ts"
+import { type SampleImage, samplePlan, serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
 import { MemoryObjectStoreControl, MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
 import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
 import { configLayer, decompressionBomb, DLQ, drain, QUEUE, sampleSet, scriptedServer, seed, sendBytes } from "./support.ts"
