@@ -156,6 +156,8 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       if (Option.isSome(received)) consecutiveReceiveErrors = 0
       if (messages.length < wanted) yield* Semaphore.release(slots, wanted - messages.length)
       if (messages.length === 0) continue
+      // a stop signalled while the answer was on its way is seen before the messages are started
+      yield* Effect.yieldNow
       if (stopping) {
         yield* release(messages)
         yield* Semaphore.release(slots, messages.length)
