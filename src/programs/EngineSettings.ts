@@ -1,7 +1,7 @@
 /**
  * How the engine runs: which queue, which dead-letter queue, and its limits.
  */
-import { Config, Context, Duration, Effect, Layer, Option } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
 
 export interface Settings {
   /** The queue successors are sent to (an SQS URL, or a local queue's name). */
@@ -16,12 +16,15 @@ export interface Settings {
   readonly concurrency: number
 }
 
+/** An integer of at least 1; anything else fails naming the variable (0 steps would dead-letter every record). */
+const PositiveInt = (name: string) => Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), name)
+
 /** Everything but the queue URL, from the environment, with defaults. */
 export const SettingsConfig = Config.all({
   deadLetterQueueUrl: Config.option(Config.NonEmptyString("PIPELINE_DLQ_URL")),
-  maxSteps: Config.Int("PIPELINE_MAX_STEPS").pipe(Config.withDefault(100)),
+  maxSteps: PositiveInt("PIPELINE_MAX_STEPS").pipe(Config.withDefault(100)),
   retryFor: Config.Duration("PIPELINE_RETRY_FOR").pipe(Config.withDefault(Duration.seconds(10))),
-  concurrency: Config.Int("PIPELINE_CONCURRENCY").pipe(Config.withDefault(10))
+  concurrency: PositiveInt("PIPELINE_CONCURRENCY").pipe(Config.withDefault(10))
 })
 
 export class EngineSettings extends Context.Service<EngineSettings, Settings>()("pipeline/programs/EngineSettings") {
