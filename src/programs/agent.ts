@@ -40,16 +40,13 @@ export interface AgentStats {
 
 const retryBriefly = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) }))
 
+/** Delay before the `attempt`-th retry of an unreachable queue: 0.2 s doubling to 30 s, ±20% jitter so agents spread out. */
+export const unreachableBackoff = (attempt: number, random: number = Math.random()): Duration.Duration =>
+  Duration.millis(Math.min(200 * 2 ** Math.min(attempt - 1, 8), 30_000) * (0.8 + 0.4 * random))
+
 export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const queue = yield* Queue
   const runner = yield* BatchRunner
-  const { visibilityTimeout } = yield* queue.attributes(options.queueUrl).pipe(
-    Effect.retry({ schedule: retryBriefly, while: isRetryable })
-  )
-  // well inside the timeout, so an extension always lands before the message reappears
-  const heartbeatEvery = Duration.millis(Math.max(200, (visibilityTimeout * 1000) / 3))
-  const slots = yield* Semaphore.make(options.concurrency)
-  const workers = yield* FiberSet.make<void, never>()
   const startedAt = yield* Clock.currentTimeMillis
   const totals = { received: 0, succeeded: 0, failed: 0, inFlight: 0, released: 0, receiveErrors: 0 }
   const stats = Effect.map(Clock.currentTimeMillis, (now): AgentStats => ({ ...totals, elapsedMillis: now - startedAt }))
@@ -62,6 +59,31 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   /** Runs `effect` unless the agent is told to stop first; a long poll in progress is abandoned (its request aborted). */
   const unlessStopped = <A, E>(effect: Effect.Effect<A, E>) =>
     Effect.raceFirst(effect.pipe(Effect.map(Option.some)), Effect.as(Deferred.await(stopped), Option.none<A>()))
+
+  /** A long-running consumer outlives its queue's outages: it waits for the queue, however long, until told to stop. */
+  const reachQueue = Effect.gen(function*() {
+    let attempt = 0
+    while (true) {
+      const result = yield* Effect.result(queue.attributes(options.queueUrl))
+      if (result._tag === "Success") return result.success
+      const error = result.failure
+      if (!isRetryable(error)) return yield* error
+      attempt++
+      totals.receiveErrors++
+      const delay = unreachableBackoff(attempt)
+      yield* Effect.logError(
+        `cannot reach the queue ${options.queueUrl} (attempt ${attempt}: ${error.message}); retrying in ${Duration.format(delay)}`
+      ).pipe(Effect.annotateLogs({ queueUrl: options.queueUrl, attempt }))
+      yield* Effect.sleep(delay)
+    }
+  })
+  const reached = yield* unlessStopped(reachQueue)
+  if (Option.isNone(reached)) return yield* stats
+  const { visibilityTimeout } = reached.value
+  // well inside the timeout, so an extension always lands before the message reappears
+  const heartbeatEvery = Duration.millis(Math.max(200, (visibilityTimeout * 1000) / 3))
+  const slots = yield* Semaphore.make(options.concurrency)
+  const workers = yield* FiberSet.make<void, never>()
 
   const entries = (messages: ReadonlyArray<QueueMessage>) =>
     messages.map((message, index) => ({ id: `e${index}`, receiptHandle: message.receiptHandle }))
@@ -141,11 +163,10 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
           Effect.gen(function*() {
             totals.receiveErrors++
             consecutiveReceiveErrors++
-            const delay = Duration.min(
-              Duration.millis(200 * 2 ** Math.min(consecutiveReceiveErrors - 1, 8)),
-              Duration.seconds(30)
-            )
-            yield* Effect.logError(`receive failed (${error.message}); retrying in ${Duration.format(delay)}`)
+            const delay = unreachableBackoff(consecutiveReceiveErrors)
+            yield* Effect.logError(
+              `receive from ${options.queueUrl} failed (attempt ${consecutiveReceiveErrors}: ${error.message}); retrying in ${Duration.format(delay)}`
+            ).pipe(Effect.annotateLogs({ queueUrl: options.queueUrl, attempt: consecutiveReceiveErrors }))
             yield* unlessStopped(Effect.sleep(delay))
             return Option.none<ReadonlyArray<QueueMessage>>()
           })

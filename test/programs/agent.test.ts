@@ -1,10 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Logger } from "effect"
 import { PermanentError } from "../../src/domain/errors.ts"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
-import { runAgent } from "../../src/programs/agent.ts"
+import { runAgent, unreachableBackoff } from "../../src/programs/agent.ts"
 import { BatchRunner, BatchRunnerError, inProcessRunner } from "../../src/programs/BatchRunner.ts"
 import { EngineSettings } from "../../src/programs/EngineSettings.ts"
 import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
@@ -101,7 +101,7 @@ describe("agent (memory queue)", () => {
       const stats = yield* runAgent(options)
       assert.strictEqual(stats.receiveErrors, 3)
       assert.strictEqual(stats.succeeded, 15, "every record still reached done")
-      assert.isAtLeast(Date.now() - started, 200 + 400 + 800 - 50, "backed off 0.2 s, 0.4 s, 0.8 s")
+      assert.isAtLeast(Date.now() - started, 0.8 * (200 + 400 + 800) - 50, "backed off 0.2 s, 0.4 s, 0.8 s, less 20% jitter at most")
     }).pipe(Effect.provide(withRunner())))
 
   it.live("the heartbeat keeps a slow step's message invisible past its visibility timeout", () =>
@@ -145,4 +145,44 @@ describe("agent (memory queue)", () => {
       assert.strictEqual(attributes.approximateInFlight, 0, "nothing left invisible")
       assert.strictEqual(attributes.approximateVisible, 20, "15 untouched + 5 successors")
     }).pipe(Effect.provide(services())))
+  it.live("a queue unreachable at start is waited for, each attempt logged with the queue and the attempt; then it runs to done", () =>
+    Effect.gen(function*() {
+      yield* produce(2)
+      const control = yield* MemoryQueueControl
+      let refusals = 0
+      control.faults.request = (operation, queueUrl) =>
+        operation === "attributes" && refusals++ < 3 ? queueFailure("GetQueueAttributes", queueUrl, true) : undefined
+      const errors: Array<string> = []
+      const collect = Logger.layer([Logger.make((log) => {
+        if (log.logLevel === "Error") errors.push(String(log.message))
+      })])
+      const stats = yield* runAgent(options).pipe(Effect.provide(collect))
+      assert.strictEqual(stats.succeeded, 6, "both records reached done once the queue answered")
+      assert.strictEqual(errors.length, 3)
+      errors.forEach((line, index) => {
+        assert.include(line, `cannot reach the queue ${QUEUE} (attempt ${index + 1}: injected: throttled)`)
+      })
+    }).pipe(Effect.provide(withRunner())))
+
+  it.live("a stop while it waits for an unreachable queue ends it at once, having received nothing", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryQueueControl
+      control.faults.request = (operation, queueUrl) => queueFailure(operation, queueUrl, true)
+      const stop = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(runAgent({ ...options, untilEmpty: false, stop: Deferred.await(stop) }))
+      yield* Effect.sleep("1500 millis") // a few attempts in
+      yield* Deferred.succeed(stop, undefined)
+      const stats = yield* Fiber.join(fiber).pipe(Effect.timeout("1 second"))
+      assert.strictEqual(stats.received, 0)
+      assert.isAtLeast(stats.receiveErrors, 2)
+    }).pipe(Effect.provide(withRunner())))
+
+  it("backs off from 0.2 s doubling to a cap of 30 s, within 20% either way", () => {
+    const millis = (attempt: number, random: number) => Duration.toMillis(unreachableBackoff(attempt, random))
+    assert.deepStrictEqual([1, 2, 3, 4].map((attempt) => millis(attempt, 0.5)), [200, 400, 800, 1600])
+    assert.strictEqual(millis(50, 0.5), 30_000)
+    assert.strictEqual(millis(1, 0), 160)
+    assert.strictEqual(millis(1, 1), 240)
+    assert.strictEqual(millis(50, 1), 36_000)
+  })
 })
