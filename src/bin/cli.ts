@@ -2,7 +2,7 @@
  * The command-line entry point: `node src/bin/cli.ts <agent|produce> ...`.
  * Exit codes: 0 success, 1 failure, 2 bad usage.
  */
-import { NodeServices } from "@effect/platform-node"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Effect, Exit, Fiber, Layer, Logger } from "effect"
 import { Command } from "effect/cli"
 import { cli } from "../cli/main.ts"
