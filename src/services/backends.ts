@@ -3,7 +3,7 @@
  * otherwise the embedded queue in `PIPELINE_DATA_DIR`; `PIPELINE_BUCKET` set → S3, otherwise the
  * local bucket there. Same programs, same handler: only these layers differ.
  */
-import { Config, Effect, Layer, Option } from "effect"
+import { Config, Effect, Layer, Option, Schema } from "effect"
 import { EngineSettings, SettingsConfig } from "../programs/EngineSettings.ts"
 import { LocalObjectStore } from "./LocalObjectStore.ts"
 import { DataDirConfig } from "./DataDir.ts"
@@ -18,10 +18,14 @@ const QueueUrlConfig = Config.option(Config.NonEmptyString("PIPELINE_QUEUE_URL")
 const BucketConfig = Config.option(Config.NonEmptyString("PIPELINE_BUCKET"))
 
 /** The embedded queue's settings; on SQS these are the queue's own attributes. */
+/** An integer in SQS's range; anything else fails naming the variable (not the queue's option). */
+const IntBetween = (name: string, minimum: number, maximum: number) =>
+  Config.schema(Schema.Int.check(Schema.isBetween({ minimum, maximum })), name)
+
 const LocalQueueConfig = Config.all({
   directory: DataDirConfig,
-  visibilityTimeout: Config.Int("PIPELINE_VISIBILITY_TIMEOUT").pipe(Config.withDefault(30)),
-  maxReceiveCount: Config.Int("PIPELINE_MAX_RECEIVE_COUNT").pipe(Config.withDefault(5))
+  visibilityTimeout: IntBetween("PIPELINE_VISIBILITY_TIMEOUT", 0, 43_200).pipe(Config.withDefault(30)),
+  maxReceiveCount: IntBetween("PIPELINE_MAX_RECEIVE_COUNT", 1, 1000).pipe(Config.withDefault(5))
 })
 
 const localQueueLayer = Layer.unwrap(Effect.map(LocalQueueConfig, LocalQueue.layerAt))
