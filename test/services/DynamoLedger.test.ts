@@ -1,0 +1,92 @@
+import "../support/awsEnv.ts"
+import { CreateTableCommand, DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb"
+import { assert, describe, it, layer } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { TestClock } from "effect/testing"
+import * as DynamoLedger from "../../src/services/DynamoLedger.ts"
+import { TransitionLedger } from "../../src/services/TransitionLedger.ts"
+import { uniqueName, withEnv } from "../support/aws.ts"
+import { ledgerCases } from "../support/ledgerCases.ts"
+import { freePort } from "../support/moto.ts"
+
+// a developer's own setting would send these requests elsewhere (awsEnv.ts clears the SQS and S3 ones)
+delete process.env["AWS_ENDPOINT_URL_DYNAMODB"]
+
+const withDynamo = <A>(f: (client: DynamoDBClient) => Promise<A>) =>
+  Effect.promise(async () => {
+    const client = new DynamoDBClient({})
+    try {
+      return await f(client)
+    } finally {
+      client.destroy()
+    }
+  })
+
+/** The ledger table as the stack makes it (infra/template.yaml), under a fresh name. */
+const createTable = withDynamo(async (client) => {
+  const name = uniqueName("ledger")
+  await client.send(new CreateTableCommand({
+    TableName: name,
+    BillingMode: "PAY_PER_REQUEST",
+    AttributeDefinitions: [{ AttributeName: "traceId", AttributeType: "S" }, { AttributeName: "step", AttributeType: "N" }],
+    KeySchema: [{ AttributeName: "traceId", KeyType: "HASH" }, { AttributeName: "step", KeyType: "RANGE" }]
+  }))
+  return name
+})
+
+const tableName = await Effect.runPromise(createTable)
+
+describe("DynamoLedger", () => {
+  layer(DynamoLedger.layer(tableName))("on moto", (it) => {
+    ledgerCases(it)
+
+    it.effect("stores the claimant, the claim time in ms and an expiry in epoch seconds 14 days on (the TTL attribute)", () =>
+      Effect.gen(function*() {
+        const now = Date.UTC(2026, 2, 1, 12, 0, 0, 250)
+        yield* TestClock.setTime(now)
+        const traceId = uniqueName("trace")
+        yield* TransitionLedger.use((ledger) => ledger.claim([{ traceId, step: 7, messageId: "m1" }]))
+        const { Item } = yield* withDynamo((client) =>
+          client.send(new GetItemCommand({ TableName: tableName, Key: { traceId: { S: traceId }, step: { N: "7" } } }))
+        )
+        assert.deepStrictEqual(Item, {
+          traceId: { S: traceId },
+          step: { N: "7" },
+          messageId: { S: "m1" },
+          claimedAt: { N: String(now) },
+          expiresAt: { N: String(Math.floor(now / 1000) + 14 * 24 * 3600) }
+        })
+      }))
+  })
+
+  const failure = (ledgerLayer: Layer.Layer<TransitionLedger>) =>
+    TransitionLedger.use((ledger) => ledger.claim([{ traceId: "t", step: 1, messageId: "m" }])).pipe(
+      Effect.provide(ledgerLayer, { local: true }),
+      Effect.flip
+    )
+
+  it.effect("an unreachable endpoint fails with a retryable LedgerError", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.promise(freePort)
+      yield* withEnv({ AWS_ENDPOINT_URL_DYNAMODB: `http://127.0.0.1:${port}` })
+      const error = yield* failure(DynamoLedger.layer(tableName))
+      assert.strictEqual(error._tag, "LedgerError")
+      assert.strictEqual(error.operation, "PutItem")
+      assert.isTrue(error.retryable)
+      assert.match(error.message, /ECONNREFUSED/)
+    }))
+
+  it.effect("a table that does not exist fails with a permanent LedgerError naming it", () =>
+    Effect.gen(function*() {
+      const error = yield* failure(DynamoLedger.layer("no-such-table"))
+      assert.isFalse(error.retryable)
+      assert.match(error.message, /^no-such-table: ResourceNotFoundException/)
+    }))
+
+  it.effect("layerConfig reads the table from PIPELINE_LEDGER_TABLE", () =>
+    Effect.gen(function*() {
+      yield* withEnv({ PIPELINE_LEDGER_TABLE: "table-from-config" })
+      const error = yield* failure(DynamoLedger.layerConfig.pipe(Layer.orDie))
+      assert.match(error.message, /^table-from-config: ResourceNotFoundException/)
+    }))
+})
