@@ -111,7 +111,7 @@ const pipelineRound = (
       yield* acknowledge(QUEUE, outcomes)
       for (const outcome of outcomes) {
         if (outcome._tag === "Done") done++
-        else if (outcome._tag !== "Advanced") throw new Error(`${outcome._tag}: ${outcome.error.message}`)
+        else if (outcome._tag === "Failed" || outcome._tag === "DeadLettered") throw new Error(`${outcome._tag}: ${outcome.error.message}`)
       }
     }
     if (done !== images.length) throw new Error(`${done} of ${images.length} records done`)

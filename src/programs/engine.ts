@@ -7,7 +7,7 @@
  * with their reason; retryable ones are retried in process, then left to SQS redelivery.
  * Acknowledging (deleting) is the caller's job: Lambda deletes what the handler does not report.
  */
-import { Duration, Effect, Option, Schedule, Schema } from "effect"
+import { Duration, Effect, Metric, Option, Schedule, Schema } from "effect"
 import {
   isRetryable,
   MalformedBody,
@@ -18,6 +18,7 @@ import {
 import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
 import { isFifo, type OutgoingMessage, Queue, type QueueMessage } from "../services/Queue.ts"
+import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
 import { EngineSettings } from "./EngineSettings.ts"
 import { sendAll } from "./sendAll.ts"
 
@@ -25,6 +26,8 @@ import { sendAll } from "./sendAll.ts"
 export type Outcome =
   | { readonly _tag: "Advanced"; readonly message: QueueMessage; readonly mutation: string; readonly step: number }
   | { readonly _tag: "Done"; readonly message: QueueMessage }
+  /** A copy of a message whose place in its chain another message holds: nothing was run. */
+  | { readonly _tag: "Duplicate"; readonly message: QueueMessage }
   | { readonly _tag: "DeadLettered"; readonly message: QueueMessage; readonly error: StepFailure }
   | { readonly _tag: "Failed"; readonly message: QueueMessage; readonly error: StepFailure }
 
@@ -74,6 +77,16 @@ export const decodeBody = <Rec>(
       Effect.mapError((error) => new SchemaViolation({ message: error.message }))
     )
   })
+
+/** Messages acknowledged without running anything, as copies of a message that holds their place. */
+export const duplicatesSkipped = Metric.counter("pipeline_duplicates_skipped", {
+  description: "messages skipped as copies of a message that holds their place in the chain"
+})
+
+const claimOf = (message: QueueMessage): Claim => {
+  const { step, traceId } = fromAttributes(message.attributes, message.messageId)
+  return { traceId, step, messageId: message.messageId }
+}
 
 export const processBatch = <Rec, E extends StepFailure, R>(
   pipeline: Pick<Pipeline<Rec, E, R>, "schema" | "recordId" | "router">
@@ -139,8 +152,38 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         Effect.tap((url) => Effect.sync(() => Option.isSome(url) && redriveTargets.set(settings.queueUrl, url.value)))
       )
 
-    const decisions = yield* Effect.forEach(messages, decide, { concurrency: settings.concurrency })
     const outcomes: Array<Outcome> = []
+    // each place in a chain is advanced by one message only: claim them all before running anything
+    const ledger = yield* Effect.serviceOption(TransitionLedger)
+    const claims = messages.map(claimOf)
+    const claimed = Option.isNone(ledger)
+      ? claims.map(() => "Won" as const)
+      : yield* ledger.value.claim(claims).pipe(
+        Effect.retry({ schedule: retry, while: isRetryable }),
+        Effect.catch((error) =>
+          Effect.logWarning(`transition ledger unavailable (${error.message}); the batch is left for redelivery`).pipe(
+            Effect.as(undefined)
+          )
+        )
+      )
+    if (claimed === undefined) {
+      return messages.map((message): Outcome => ({ _tag: "Failed", message, error: { _tag: "LedgerUnavailable", message: "transition ledger unavailable" } }))
+    }
+    const toRun: Array<QueueMessage> = []
+    for (const [index, message] of messages.entries()) {
+      if (claimed[index] !== "Duplicate") {
+        toRun.push(message)
+        continue
+      }
+      const claim = claims[index]!
+      yield* Effect.logInfo(`skipped message ${message.messageId}: a copy of step ${claim.step} of chain ${claim.traceId}, which another message holds`).pipe(
+        Effect.annotateLogs({ messageId: message.messageId, traceId: claim.traceId, step: claim.step })
+      )
+      outcomes.push({ _tag: "Duplicate", message })
+    }
+    yield* Metric.update(duplicatesSkipped, outcomes.length)
+
+    const decisions = yield* Effect.forEach(toRun, decide, { concurrency: settings.concurrency })
 
     // successors first: a message is handled only once its successor is confirmed sent
     const next = decisions.filter((d) => d._tag === "Next")
@@ -182,6 +225,12 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         for (const [index, decision] of deadLetters.entries()) {
           const failure = failures.get(`d${index}`)
           if (failure === undefined) {
+            // a redrive sends it back as a new message, which must be able to claim this place
+            if (Option.isSome(ledger)) {
+              yield* ledger.value.release([claimOf(decision.message)]).pipe(
+                Effect.catch((error) => Effect.logWarning(`could not release the ledger place of ${decision.message.messageId}: ${error.message}`))
+              )
+            }
             yield* Effect.logWarning(`dead-lettered message ${decision.message.messageId}: ${decision.error._tag}`).pipe(
               Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message, step: decision.stage })
             )
