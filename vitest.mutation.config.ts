@@ -9,6 +9,7 @@ export default defineConfig({
     include: [
       "test/domain/**/*.test.ts",
       "test/programs/**/*.test.ts",
+      "test/services/chunks.property.test.ts",
       "test/lambda/handler.test.ts"
     ],
     testTimeout: 30_000
