@@ -16,6 +16,7 @@ import { acknowledge, failedMessageIds, processBatch } from "../programs/engine.
 import { EngineSettings } from "../programs/EngineSettings.ts"
 import type { Queue, QueueError, QueueMessage } from "../services/Queue.ts"
 import * as S3ObjectStore from "../services/S3ObjectStore.ts"
+import { sqsLedgerLayer } from "../services/backends.ts"
 import * as SqsQueue from "../services/SqsQueue.ts"
 
 const EventRecord = Schema.Struct({
@@ -107,6 +108,12 @@ export const makeHandler = <R, E>(pipeline: AnyPipeline, layer: Layer.Layer<R | 
 }
 
 /** Production: SQS and S3, configured from the environment; JSON log lines, which CloudWatch Logs can query. */
-export const liveLayer = Layer.mergeAll(SqsQueue.layer, S3ObjectStore.layer, EngineSettings.layer, Logger.layer([Logger.consoleJson]))
+export const liveLayer = Layer.mergeAll(
+  SqsQueue.layer,
+  S3ObjectStore.layer,
+  EngineSettings.layer,
+  sqsLedgerLayer,
+  Logger.layer([Logger.consoleJson])
+)
 
 export const handler = makeHandler(builtinPipeline(process.env.PIPELINE_NAME ?? defaultPipelineName), liveLayer)

@@ -5,11 +5,14 @@
  */
 import { Config, Effect, Layer, Option, Schema } from "effect"
 import { EngineSettings, SettingsConfig } from "../programs/EngineSettings.ts"
+import * as DynamoLedger from "./DynamoLedger.ts"
+import { LocalLedger } from "./LocalLedger.ts"
 import { LocalObjectStore } from "./LocalObjectStore.ts"
 import { DataDirConfig } from "./DataDir.ts"
 import { LocalQueue } from "./LocalQueue.ts"
 import * as S3ObjectStore from "./S3ObjectStore.ts"
 import * as SqsQueue from "./SqsQueue.ts"
+import { TransitionLedger } from "./TransitionLedger.ts"
 
 /** The embedded queue's name (its dead-letter queue is `pipeline-dlq`). */
 export const LOCAL_QUEUE = "pipeline"
@@ -36,6 +39,30 @@ const settingsFor = (queueUrl: Option.Option<string>) =>
     Effect.map(SettingsConfig, (settings) => EngineSettings.of({ queueUrl: Option.getOrElse(queueUrl, () => LOCAL_QUEUE), ...settings }))
   )
 
+/** `PIPELINE_LEDGER=off` runs without the transition ledger anywhere (to measure what it saves). */
+const LedgerSwitch = Config.Literals(["on", "off"], "PIPELINE_LEDGER").pipe(Config.withDefault("on"))
+const LedgerTableConfig = Config.option(Config.NonEmptyString("PIPELINE_LEDGER_TABLE"))
+
+const noLedger = (why: string) =>
+  Layer.merge(TransitionLedger.layerNone, Layer.effectDiscard(Effect.logWarning(`no transition ledger (${why}): a chain can fork when a worker dies between sending a successor and deleting its message`)))
+
+/** On SQS: the DynamoDB table `PIPELINE_LEDGER_TABLE` names, or none (said once, at start). */
+export const sqsLedgerLayer = Layer.unwrap(
+  Effect.gen(function*() {
+    if ((yield* LedgerSwitch) === "off") return noLedger("PIPELINE_LEDGER=off")
+    const table = yield* LedgerTableConfig
+    return Option.isSome(table) ? DynamoLedger.layer(table.value) : noLedger("PIPELINE_LEDGER_TABLE is not set")
+  })
+)
+
+/** On the local queue: a table in the queue's own file. */
+const localLedgerLayer = Layer.unwrap(
+  Effect.gen(function*() {
+    if ((yield* LedgerSwitch) === "off") return noLedger("PIPELINE_LEDGER=off")
+    return LocalLedger.layerAt(yield* DataDirConfig)
+  })
+)
+
 /** SQS or the local queue, S3 or the local bucket, as the environment says. */
 export const backendsLayer = Layer.unwrap(
   Effect.gen(function*() {
@@ -43,6 +70,7 @@ export const backendsLayer = Layer.unwrap(
     const bucket = yield* BucketConfig
     return Layer.mergeAll(
       Option.isSome(queueUrl) ? SqsQueue.layer : localQueueLayer,
+      Option.isSome(queueUrl) ? sqsLedgerLayer : localLedgerLayer,
       Option.isSome(bucket) ? S3ObjectStore.layer : LocalObjectStore.layer,
       settingsFor(queueUrl)
     )
@@ -50,4 +78,4 @@ export const backendsLayer = Layer.unwrap(
 )
 
 /** The embedded queue and bucket whatever the environment says (`npm start`). */
-export const localBackendsLayer = Layer.mergeAll(localQueueLayer, LocalObjectStore.layer, settingsFor(Option.none()))
+export const localBackendsLayer = Layer.mergeAll(localQueueLayer, localLedgerLayer, LocalObjectStore.layer, settingsFor(Option.none()))
