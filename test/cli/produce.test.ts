@@ -3,48 +3,18 @@
  * and from stdin; a bad line stops everything unless --skip-invalid; exit codes.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { Effect } from "effect"
 import { afterAll } from "vitest"
-import { Attribute } from "../../src/domain/transition.ts"
-import { LocalQueue } from "../../src/services/LocalQueue.ts"
+import { cleanUpBackends, drainLocalQueue as drained, temporaryDir } from "../support/backends.ts"
+import { runCli } from "../support/cli.ts"
 
-const dirs: Array<string> = []
-afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
+afterAll(cleanUpBackends)
 
 const produce = (dataDir: string, args: ReadonlyArray<string>, stdin?: string) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const env: Record<string, string | undefined> = { ...process.env, PIPELINE_DATA_DIR: dataDir }
-    delete env["PIPELINE_QUEUE_URL"]
-    const child = spawn(process.execPath, ["src/bin/cli.ts", "produce", "--pipeline", "greeting", ...args], { env })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    child.on("exit", (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin ?? "")
-  })
+  runCli(["produce", "--pipeline", "greeting", ...args], { PIPELINE_DATA_DIR: dataDir }, stdin === undefined ? {} : { stdin })
 
-/** Every message on the local queue, taken off it. */
-const drained = (dataDir: string) =>
-  Effect.runPromise(Effect.gen(function*() {
-    const queue = yield* LocalQueue.make({ directory: dataDir })
-    const all: Array<{ body: unknown; step: string | undefined; trace: string | undefined }> = []
-    while (true) {
-      const batch = yield* queue.receive("pipeline", { maxMessages: 10 })
-      if (batch.length === 0) return all
-      all.push(...batch.map((m) => ({ body: JSON.parse(m.body), step: m.attributes[Attribute.step], trace: m.attributes[Attribute.traceId] })))
-    }
-  }).pipe(Effect.scoped))
-
-const freshDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), "produce-test-"))
-  dirs.push(dir)
-  return dir
-}
+const freshDir = () => temporaryDir("produce-test-")
 
 describe("produce", { timeout: 30_000 }, () => {
   it("sends ids as initial records and JSON records as they are, with step 0 and a trace id each", async () => {
@@ -83,11 +53,36 @@ describe("produce", { timeout: 30_000 }, () => {
   })
 
   it("bad usage exits 2", async () => {
-    const result = await produce(freshDir(), ["--no-such-flag"])
-    assert.strictEqual(result.code, 2)
-    const unknownPipeline = await new Promise<number | null>((resolve) =>
-      spawn(process.execPath, ["src/bin/cli.ts", "produce", "--pipeline", "nope", "x"]).on("exit", resolve)
-    )
-    assert.strictEqual(unknownPipeline, 2)
+    const [unknownFlag, unknownPipeline] = await Promise.all([
+      produce(freshDir(), ["--no-such-flag"]),
+      runCli(["produce", "--pipeline", "nope", "x"], { PIPELINE_DATA_DIR: freshDir() })
+    ])
+    assert.strictEqual(unknownFlag.code, 2)
+    assert.strictEqual(unknownPipeline.code, 2)
+    assert.include(unknownPipeline.stderr, `no built-in pipeline "nope"`)
+  })
+})
+
+describe("--pipeline path/to/module.ts", { timeout: 30_000 }, () => {
+  it("takes the module's named `pipeline` export when it has no default export", async () => {
+    const dir = freshDir()
+    const result = await runCli(["produce", "--pipeline", "test/support/pipelines/named.ts", "x"], { PIPELINE_DATA_DIR: dir })
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.include(result.stdout, "sent 1 records to pipeline")
+    // the tracked pipeline's initial record (the default pipeline would have made {"stock_no":"x"})
+    assert.deepStrictEqual((await drained(dir)).map((m) => m.body), [{ id: "x" }])
+  })
+
+  it("a module with neither export, or none at that path, is bad usage: one line that says so, exit 2", async () => {
+    const dir = freshDir()
+    const [none, missing] = await Promise.all([
+      runCli(["agent", "--pipeline", "test/support/pipelines/none.ts", "--until-empty"], { PIPELINE_DATA_DIR: dir }),
+      runCli(["produce", "--pipeline", "test/support/pipelines/missing.ts", "x"], { PIPELINE_DATA_DIR: dir })
+    ])
+    assert.strictEqual(none.code, 2, none.stderr)
+    assert.strictEqual(none.stderr, `test/support/pipelines/none.ts exports no pipeline (expected a default or "pipeline" export)\n`)
+    assert.strictEqual(missing.code, 2, missing.stderr)
+    assert.match(missing.stderr, /^cannot load test\/support\/pipelines\/missing\.ts: .*Cannot find module .*missing\.ts.*\n$/)
+    assert.deepStrictEqual(await drained(dir), [], "nothing was sent")
   })
 })
