@@ -1,31 +1,33 @@
 /**
  * `npm start` as a user sees it: the thumbnail example on the embedded backends, then a second
- * run that continues (nothing done twice), then `--fresh`.
+ * run that continues (nothing done twice), then `--fresh`. The environment points at other
+ * backends all along, which start must ignore.
  */
+import "../support/awsEnv.ts"
 import { assert, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readdirSync } from "node:fs"
 import { join } from "node:path"
-import { afterAll } from "vitest"
+import { afterAll, inject } from "vitest"
+import { cleanUpBackends, temporaryDir } from "../support/backends.ts"
+import { runCli } from "../support/cli.ts"
 
-const dataDir = mkdtempSync(join(tmpdir(), "start-test-"))
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+afterAll(cleanUpBackends)
+const dataDir = temporaryDir("start-test-")
 
-const start = (...args: ReadonlyArray<string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const env: Record<string, string | undefined> = { ...process.env, PIPELINE_DATA_DIR: dataDir }
-    for (const name of ["PIPELINE_QUEUE_URL", "PIPELINE_BUCKET", "IMAGE_SOURCE"]) delete env[name]
-    const child = spawn(process.execPath, ["src/bin/cli.ts", "start", ...args], { env })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-    child.on("exit", (code) => resolve({ code, stdout, stderr }))
-  })
+/**
+ * Backends that fail at once if used: a queue and a bucket that do not exist on the run's moto
+ * server (the AWS SDK is pointed at it), and an image source with no images.
+ */
+const elsewhere = {
+  PIPELINE_QUEUE_URL: `${inject("motoEndpoint")}/123456789012/no-such-queue`,
+  PIPELINE_BUCKET: "no-such-bucket",
+  IMAGE_SOURCE: "file:///nonexistent/{stock_no}.jpg"
+}
+
+const start = (...args: ReadonlyArray<string>) => runCli(["start", ...args], { ...elsewhere, PIPELINE_DATA_DIR: dataDir })
 
 describe("npm start", { timeout: 120_000 }, () => {
-  it("runs the example, continues on a second run, and starts over with --fresh", async () => {
+  it("runs the example on the embedded backends whatever the environment says, continues on a second run, and starts over with --fresh", async () => {
     const first = await start("--count", "6")
     assert.strictEqual(first.code, 0, first.stderr)
     assert.include(first.stderr, "produced 6 records")
