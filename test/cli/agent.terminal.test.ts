@@ -1,0 +1,74 @@
+/**
+ * The agent as a person runs it at a terminal, on the embedded queue: a live progress line and a
+ * summary (under a pseudo-terminal from util-linux `script`), Ctrl-C (SIGINT) stops it cleanly,
+ * and without --concurrency it keeps 5 messages per core in flight, at least 10.
+ * Off a terminal it writes JSON log lines: checked on every backend in test/support/agentProcess.ts.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import { availableParallelism } from "node:os"
+import { afterAll } from "vitest"
+import { ids, TRACKED } from "../support/agentProcess.ts"
+import { cleanUpBackends, makeBackend, produceInProcess } from "../support/backends.ts"
+import { startCli, waitFor } from "../support/cli.ts"
+import tracked from "../support/pipelines/tracked.ts"
+
+afterAll(cleanUpBackends)
+
+const available = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args).status === 0
+/** util-linux `script`: runs a command on a pseudo-terminal (stdin, stdout and stderr all a tty). */
+const hasScript = available("script", ["--version"])
+const hasTaskset = available("taskset", ["-c", "0", "true"])
+
+const quote = (word: string) => `'${word.replaceAll("'", `'\\''`)}'`
+
+/** The agent's default concurrency as the README states it, for a machine with `cores` cores. */
+const defaultConcurrencyFor = (cores: number) => Math.max(10, 5 * cores)
+
+describe("the agent at a terminal", { timeout: 60_000 }, () => {
+  it.skipIf(!hasScript)("shows one live progress line, redrawn in place, then clears it and prints a summary", async () => {
+    const backend = await makeBackend.local(30)
+    await produceInProcess(backend, tracked, ids(10))
+    // 100 ms per step: the run lasts several of the 250 ms progress ticks
+    const command = [process.execPath, "src/bin/cli.ts", "agent", ...TRACKED, "--until-empty"].map(quote).join(" ")
+    const result = await startCli([], { ...backend.env, TRACKED_STEP_MS: "100" }, {
+      command: { file: "script", args: ["-qfec", command, "/dev/null"] }
+    }).exit
+    assert.strictEqual(result.code, 0, result.stdout + result.stderr)
+    const screen = result.stdout
+    const redraws = screen.split("\r\x1b[K").slice(1)
+    const progress = redraws.filter((part) => part.startsWith("done "))
+    assert.isAtLeast(progress.length, 2, `a progress line redrawn in place:\n${JSON.stringify(screen)}`)
+    for (const line of progress) assert.match(line, /^done \d+ · in flight \d+ · failed 0 · [\d.]+\/s$/)
+    assert.isTrue(progress.some((line) => line.startsWith("done 40 · in flight 0 · failed 0 ·")), "it counts every transition")
+    // the line is cleared, then the summary (stdout) follows on the same terminal
+    assert.match(redraws.at(-1)!, /^agent: 40 transitions in [\d.]+ s \([\d.]+\/s\), 0 failed\r?\n/)
+    assert.notMatch(screen, /^\{"/m, "pretty logs, not JSON lines, on a terminal")
+    assert.include(screen, "agent: tracked on pipeline")
+    assert.strictEqual((await backend.keys("finished/")).length, 10)
+  })
+
+  it("Ctrl-C (SIGINT) with the default concurrency: 5 per core, at least 10, in flight; they finish, nothing stays hidden, exit 0", async () => {
+    const inFlight = defaultConcurrencyFor(availableParallelism())
+    const backend = await makeBackend.local(30)
+    await produceInProcess(backend, tracked, ids(inFlight + 5))
+    const agent = startCli(["agent", ...TRACKED], { ...backend.env, TRACKED_STEP_MS: "2000" })
+    await waitFor(async () => (await backend.counts()).inFlight === inFlight, 20_000, `${inFlight} messages in flight`)
+    agent.child.kill("SIGINT")
+    const result = await agent.exit
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.include(result.stderr, `${inFlight} in flight at most`)
+    assert.include(result.stderr, `finishing ${inFlight} messages in flight`)
+    assert.strictEqual((await backend.keys("runs/greet/")).length, inFlight, "those in flight finished their step, no more started")
+    assert.deepStrictEqual(await backend.counts(), { visible: inFlight + 5, inFlight: 0, dead: 0 }, "5 untouched + the successors, all visible")
+  })
+
+  it.skipIf(!hasTaskset)("on one core the default concurrency is still 10", async () => {
+    const backend = await makeBackend.local(30)
+    const result = await startCli([], backend.env, {
+      command: { file: "taskset", args: ["-c", "0", process.execPath, "src/bin/cli.ts", "agent", ...TRACKED, "--until-empty", "--wait-seconds", "0"] }
+    }).exit
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.include(result.stderr, `${defaultConcurrencyFor(1)} in flight at most`)
+  })
+})
