@@ -3,7 +3,8 @@
  *
  * Builds the zip if it is missing or older than the sources, uploads it to the stack's artifacts
  * bucket (created on first use), then creates or updates the stack through a change set, waits for
- * it, and prints the stack's outputs. A deploy that changes nothing says so and leaves the stack
+ * it, turns on the ledger table's TTL if the stack left it off (emulators do), and prints the
+ * stack's outputs. A deploy that changes nothing says so and leaves the stack
  * alone. Credentials and region come from the AWS SDK's default chain (environment, profile, SSO,
  * instance role): nothing is read from this repository.
  *
@@ -23,6 +24,7 @@ import {
   DescribeChangeSetCommand,
   type DescribeChangeSetCommandOutput,
   DescribeStackEventsCommand,
+  DescribeStackResourceCommand,
   DescribeStacksCommand,
   ExecuteChangeSetCommand,
   GetTemplateSummaryCommand,
@@ -40,6 +42,7 @@ import {
   PutPublicAccessBlockCommand,
   S3Client
 } from "@aws-sdk/client-s3"
+import { DescribeTimeToLiveCommand, DynamoDBClient, UpdateTimeToLiveCommand } from "@aws-sdk/client-dynamodb"
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -155,6 +158,35 @@ const waitForStack = async (cfn: CloudFormationClient, stackName: string, since:
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// the ledger table's TTL
+
+/** The template's TimeToLiveSpecification of LedgerTable. */
+const LEDGER_TTL_ATTRIBUTE = "expiresAt"
+
+/**
+ * Turns on the ledger table's TTL when the stack left it off. CloudFormation applies the template's
+ * TimeToLiveSpecification itself, so on AWS this only looks; emulators (moto) ignore it, and
+ * without TTL the claims would pile up forever. A failure here is a warning: the stack is fine.
+ */
+const ensureLedgerTtl = async (cfn: CloudFormationClient, dynamodb: DynamoDBClient, stackName: string) => {
+  try {
+    const { StackResourceDetail } = await cfn.send(new DescribeStackResourceCommand({ StackName: stackName, LogicalResourceId: "LedgerTable" }))
+    const table = StackResourceDetail?.PhysicalResourceId
+    if (table === undefined) return
+    const { TimeToLiveDescription } = await dynamodb.send(new DescribeTimeToLiveCommand({ TableName: table }))
+    const status = TimeToLiveDescription?.TimeToLiveStatus
+    if ((status === "ENABLED" || status === "ENABLING") && TimeToLiveDescription?.AttributeName === LEDGER_TTL_ATTRIBUTE) return
+    await dynamodb.send(new UpdateTimeToLiveCommand({
+      TableName: table,
+      TimeToLiveSpecification: { AttributeName: LEDGER_TTL_ATTRIBUTE, Enabled: true }
+    }))
+    console.log(`Turned on TTL (${LEDGER_TTL_ATTRIBUTE}) of the ledger table ${table}: the stack had left it ${status ?? "unset"}`)
+  } catch (error) {
+    console.warn(`warning: could not check the TTL of the ledger table: ${error instanceof Error ? error.message : String(error)}`)
+  }
+}
+
 export interface DeployOptions {
   readonly stackName: string
   /** Template parameters given on the command line (the rest keep their current values). */
@@ -171,11 +203,13 @@ export interface DeployResult {
 export interface DeployClients {
   readonly cfn: CloudFormationClient
   readonly s3: S3Client
+  readonly dynamodb?: DynamoDBClient | undefined
 }
 
 export const deploy = async (options: DeployOptions, clients?: DeployClients): Promise<DeployResult> => {
   const cfn = clients?.cfn ?? new CloudFormationClient({})
   const s3 = clients?.s3 ?? s3Client()
+  const dynamodb = clients?.dynamodb ?? new DynamoDBClient({})
   try {
     const region = await cfn.config.region()
     const { stackName } = options
@@ -253,12 +287,14 @@ export const deploy = async (options: DeployOptions, clients?: DeployClients): P
     await cfn.send(new ExecuteChangeSetCommand({ ChangeSetName: changeSetId }))
     const stack = await waitForStack(cfn, stackName, started)
     console.log(`Stack ${stackName}: ${stack.StackStatus}`)
+    await ensureLedgerTtl(cfn, dynamodb, stackName)
     return { changed: true, outputs: stackOutputs(stack) }
   } finally {
     if (clients === undefined) {
       cfn.destroy()
       s3.destroy()
     }
+    if (clients?.dynamodb === undefined) dynamodb.destroy()
   }
 }
 

@@ -97,6 +97,7 @@ describe("infra/template.yaml", () => {
     const variables = fn.Environment.Variables
     assert.deepStrictEqual(variables.PIPELINE_QUEUE_URL, { Ref: "StateQueue" })
     assert.deepStrictEqual(variables.PIPELINE_BUCKET, { Ref: "Bucket" })
+    assert.deepStrictEqual(variables.PIPELINE_LEDGER_TABLE, { Ref: "LedgerTable" })
     assert.deepStrictEqual(variables.THUMBNAIL_SIZES, { Ref: "ThumbnailSizes" })
     assert.strictEqual(variables.NODE_OPTIONS, "--expose-gc")
     assert.strictEqual(variables.MALLOC_ARENA_MAX, "2")
@@ -128,6 +129,7 @@ describe("infra/template.yaml", () => {
         resource: { "Fn::GetAtt": ["StateQueue", "Arn"] }
       },
       { actions: ["sqs:SendMessage"], resource: { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] } },
+      { actions: ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"], resource: { "Fn::GetAtt": ["LedgerTable", "Arn"] } },
       { actions: ["s3:GetObject", "s3:PutObject"], resource: { "Fn::Sub": "${Bucket.Arn}/*" } },
       { actions: ["s3:ListBucket"], resource: { "Fn::GetAtt": ["Bucket", "Arn"] } },
       { actions: ["logs:CreateLogStream", "logs:PutLogEvents"], resource: { "Fn::GetAtt": ["LogGroup", "Arn"] } }
@@ -136,7 +138,27 @@ describe("infra/template.yaml", () => {
     assert.deepStrictEqual(listing?.Condition, { StringLike: { "s3:prefix": "raw/*" } }, "listing only the raw images")
   })
 
-  it("outputs the queue URLs, the bucket and the function name", () => {
-    assert.deepStrictEqual(Object.keys(template.Outputs).sort(), ["BucketName", "DeadLetterQueueUrl", "FunctionName", "QueueUrl"])
+  it("makes the ledger table on demand, keyed by trace id and step, its claims expiring by TTL on expiresAt", () => {
+    const table = resource("LedgerTable")
+    assert.strictEqual(table.Type, "AWS::DynamoDB::Table")
+    assert.deepStrictEqual([table.DeletionPolicy, table.UpdateReplacePolicy], ["Delete", "Delete"], "goes with the queues")
+    assert.strictEqual(table.Properties.BillingMode, "PAY_PER_REQUEST")
+    assert.isUndefined(table.Properties.ProvisionedThroughput)
+    assert.deepStrictEqual(table.Properties.KeySchema, [
+      { AttributeName: "traceId", KeyType: "HASH" },
+      { AttributeName: "step", KeyType: "RANGE" }
+    ])
+    assert.deepStrictEqual(table.Properties.AttributeDefinitions, [
+      { AttributeName: "traceId", AttributeType: "S" },
+      { AttributeName: "step", AttributeType: "N" }
+    ])
+    assert.deepStrictEqual(table.Properties.TimeToLiveSpecification, { AttributeName: "expiresAt", Enabled: true })
+    // no fixed name: a key change replaces the table, which needs a new name
+    assert.isUndefined(table.Properties.TableName)
+  })
+
+  it("outputs the queue URLs, the bucket, the ledger table and the function name", () => {
+    assert.deepStrictEqual(Object.keys(template.Outputs).sort(), ["BucketName", "DeadLetterQueueUrl", "FunctionName", "LedgerTableName", "QueueUrl"])
+    assert.deepStrictEqual(template.Outputs.LedgerTableName.Value, { Ref: "LedgerTable" })
   })
 })
