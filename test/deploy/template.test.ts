@@ -51,7 +51,7 @@ describe("infra/template.yaml", () => {
       (error: { code: number; stdout: string }) => ({ stdout: `exit ${error.code}\n${error.stdout}` })
     )
     assert.strictEqual(result.stdout, "")
-  })
+  }, 120_000) // ~12 s on an idle machine, over 30 s when the cores are shared
 
   it("gives the state queue six times the function's timeout, whatever timeout is chosen", () => {
     const timeout = template.Parameters.FunctionTimeout
