@@ -11,6 +11,7 @@ import { Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, S
 import { isRetryable } from "../domain/errors.ts"
 import { Queue, type QueueMessage } from "../services/Queue.ts"
 import { BatchRunner } from "./BatchRunner.ts"
+import { deleteAll } from "./sendAll.ts"
 
 export interface AgentOptions {
   readonly queueUrl: string
@@ -111,12 +112,10 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       yield* Fiber.interrupt(beating)
       const succeeded = messages.filter((message) => !failedIds.has(message.messageId))
       if (succeeded.length > 0) {
-        const result = yield* queue.delete(options.queueUrl, entries(succeeded)).pipe(
-          Effect.retry({ schedule: retryBriefly, while: isRetryable }),
-          Effect.catch((error) => Effect.succeed({ successful: [], failed: [{ id: "*", code: error._tag, message: error.message, senderFault: false }] }))
-        )
-        if (result.failed.length > 0) {
-          yield* Effect.logWarning(`could not delete handled messages (${result.failed[0]!.message}); they will be redelivered`)
+        const failures = yield* deleteAll(options.queueUrl, entries(succeeded), retryBriefly)
+        if (failures.size > 0) {
+          const [first] = failures.values()
+          yield* Effect.logWarning(`could not delete ${failures.size} handled messages (${first!.message}); they will be redelivered`)
         }
       }
       totals.succeeded += succeeded.length

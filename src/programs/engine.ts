@@ -20,7 +20,7 @@ import { Attribute, fromAttributes, nextTransition, toAttributes, type Transitio
 import { isFifo, type OutgoingMessage, Queue, type QueueMessage } from "../services/Queue.ts"
 import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
 import { EngineSettings } from "./EngineSettings.ts"
-import { sendAll } from "./sendAll.ts"
+import { deleteAll, sendAll } from "./sendAll.ts"
 
 /** What happened to one message. Every outcome but `Failed` is acknowledged. */
 export type Outcome =
@@ -77,6 +77,8 @@ export const decodeBody = <Rec>(
       Effect.mapError((error) => new SchemaViolation({ message: error.message }))
     )
   })
+
+const briefRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) }))
 
 /** Messages acknowledged without running anything, as copies of a message that holds their place. */
 export const duplicatesSkipped = Metric.counter("pipeline_duplicates_skipped", {
@@ -255,15 +257,14 @@ export const processBatch = <Rec, E extends StepFailure, R>(
 
 /** Deletes the handled messages of a batch; a delete that fails means a redelivery, which idempotent steps absorb. */
 export const acknowledge = Effect.fn("acknowledge")(function*(queueUrl: string, outcomes: ReadonlyArray<Outcome>) {
-  const queue = yield* Queue
   const handled = outcomes.filter((outcome) => outcome._tag !== "Failed")
-  if (handled.length === 0) return
-  const result = yield* queue.delete(
+  const failures = yield* deleteAll(
     queueUrl,
-    handled.map((outcome, index) => ({ id: `a${index}`, receiptHandle: outcome.message.receiptHandle }))
-  ).pipe(Effect.retry({ schedule: Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) })), while: isRetryable }))
-  for (const failure of result.failed) {
-    yield* Effect.logWarning(`could not delete a handled message (${failure.code}: ${failure.message}); it will be redelivered`)
+    handled.map((outcome, index) => ({ id: `a${index}`, receiptHandle: outcome.message.receiptHandle })),
+    briefRetry
+  )
+  for (const failure of failures.values()) {
+    yield* Effect.logWarning(`could not delete a handled message (${failure.message}); it will be redelivered`)
   }
 })
 

@@ -1,22 +1,27 @@
 /**
- * Sending a batch so that each message either goes out or comes back with its reason: entries
- * that failed for a retryable reason (throttling, a server fault) are resent until `retry` gives up.
+ * Batch calls whose entries each either go through or come back with their reason: entries that
+ * failed for a retryable reason (throttling, a server fault, a request that never got an answer)
+ * are tried again, only they, until `retry` gives up. An entry that went through is never sent
+ * again by these retries.
  */
 import { Effect, Schedule } from "effect"
 import { isRetryable, type StepFailure } from "../domain/errors.ts"
-import { type OutgoingMessage, Queue, QueueError } from "../services/Queue.ts"
+import { type BatchResult, type OutgoingMessage, Queue, QueueError, type ReceiptEntry } from "../services/Queue.ts"
 
-/** Returns the failure of each entry (by id) that never made it; an empty map means all were sent. */
-export const sendAll = Effect.fnUntraced(function*(
+const defaultRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))
+
+/** Returns the failure of each entry (by id) that never made it; an empty map means all went through. */
+export const settleAll = Effect.fnUntraced(function*<Entry extends { readonly id: string }>(
+  operation: string,
   queueUrl: string,
-  entries: ReadonlyArray<OutgoingMessage>,
-  retry: Schedule.Schedule<unknown, unknown> = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))
+  call: (entries: ReadonlyArray<Entry>) => Effect.Effect<BatchResult, QueueError>,
+  entries: ReadonlyArray<Entry>,
+  retry: Schedule.Schedule<unknown, unknown> = defaultRetry
 ) {
-  const queue = yield* Queue
   const failures = new Map<string, StepFailure>()
   let pending = entries
   if (pending.length === 0) return failures
-  yield* Effect.suspend(() => queue.send(queueUrl, pending)).pipe(
+  yield* Effect.suspend(() => call(pending)).pipe(
     Effect.flatMap((result) => {
       const retryLater = new Set<string>()
       for (const failure of result.failed) {
@@ -27,7 +32,7 @@ export const sendAll = Effect.fnUntraced(function*(
       pending = pending.filter((entry) => retryLater.has(entry.id))
       return pending.length === 0 ? Effect.void : Effect.fail(
         new QueueError({
-          operation: "SendMessageBatch",
+          operation,
           queueUrl,
           message: `${pending.length} entries were not sent`,
           retryable: true,
@@ -39,4 +44,24 @@ export const sendAll = Effect.fnUntraced(function*(
     Effect.catch((error) => Effect.sync(() => pending.forEach((entry) => failures.set(entry.id, error))))
   )
   return failures
+})
+
+/** Sends messages, 10 a request, resending only the entries that failed for a retryable reason. */
+export const sendAll = Effect.fnUntraced(function*(
+  queueUrl: string,
+  entries: ReadonlyArray<OutgoingMessage>,
+  retry?: Schedule.Schedule<unknown, unknown>
+) {
+  const queue = yield* Queue
+  return yield* settleAll("SendMessageBatch", queueUrl, (pending) => queue.send(queueUrl, pending), entries, retry)
+})
+
+/** Deletes received messages, retrying only the entries that failed for a retryable reason. */
+export const deleteAll = Effect.fnUntraced(function*(
+  queueUrl: string,
+  entries: ReadonlyArray<ReceiptEntry>,
+  retry?: Schedule.Schedule<unknown, unknown>
+) {
+  const queue = yield* Queue
+  return yield* settleAll("DeleteMessageBatch", queueUrl, (pending) => queue.delete(queueUrl, pending), entries, retry)
 })

@@ -88,6 +88,16 @@ const toBatchResult = (
   return { successful: ok, failed }
 }
 
+/**
+ * A chunk whose request failed as a whole: each of its entries failed for that reason. The call
+ * still reports the chunks that went through, so a retry resends only this one.
+ */
+const chunkFailed = (ids: ReadonlyArray<string>) => (error: QueueError): Effect.Effect<BatchResult> =>
+  Effect.succeed({
+    successful: [],
+    failed: ids.map((id) => ({ id, code: "RequestFailed", message: error.message, senderFault: !error.retryable }))
+  })
+
 const mergeResults = (results: ReadonlyArray<BatchResult>): BatchResult => ({
   successful: results.flatMap((result) => result.successful),
   failed: results.flatMap((result) => result.failed)
@@ -162,7 +172,8 @@ export const layer: Layer.Layer<Queue> = Layer.effect(
             )).pipe(
               Effect.map((output) =>
                 toBatchResult(chunk.map((message) => message.id), output.Successful, output.Failed)
-              )
+              ),
+              Effect.catch(chunkFailed(chunk.map((message) => message.id)))
             ),
         { concurrency: CHUNK_CONCURRENCY }
       )
@@ -211,7 +222,8 @@ export const layer: Layer.Layer<Queue> = Layer.effect(
               }),
               { abortSignal }
             )).pipe(
-              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed))
+              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
+              Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
             ),
         { concurrency: CHUNK_CONCURRENCY }
       )
@@ -238,7 +250,8 @@ export const layer: Layer.Layer<Queue> = Layer.effect(
               }),
               { abortSignal }
             )).pipe(
-              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed))
+              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
+              Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
             ),
         { concurrency: CHUNK_CONCURRENCY }
       )

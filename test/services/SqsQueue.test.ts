@@ -79,18 +79,41 @@ describe("SqsQueue", () => {
         assert.deepStrictEqual(received.map((m) => m.body).sort(), ["first", "third"])
       }))
 
-    it.effect("a request SQS rejects as a whole is a non-retryable QueueError (FIFO entry without group id)", () =>
+    it.effect("a request SQS rejects as a whole fails each of its entries, not retryable (FIFO entry without group id)", () =>
       Effect.gen(function*() {
         const queue = yield* Queue
         const { queueUrl } = yield* newQueue({ fifo: true })
-        const error = yield* queue.send(queueUrl, [{ id: "a", body: "no group", deduplicationId: "d1" }]).pipe(
-          Effect.flip
-        )
-        assert.strictEqual(error._tag, "QueueError")
-        assert.strictEqual(error.operation, "SendMessageBatch")
-        assert.strictEqual(error.queueUrl, queueUrl)
-        assert.isFalse(error.retryable)
-        assert.include(error.message, "MessageGroupId")
+        const result = yield* queue.send(queueUrl, [{ id: "a", body: "no group", deduplicationId: "d1" }])
+        assert.deepStrictEqual(result.successful, [])
+        assert.strictEqual(result.failed.length, 1)
+        const [failure] = result.failed
+        assert.strictEqual(failure!.id, "a")
+        assert.strictEqual(failure!.code, "RequestFailed")
+        assert.isTrue(failure!.senderFault)
+        assert.include(failure!.message, "MessageGroupId")
+      }))
+
+    it.effect("one rejected chunk of a 25-message send fails only its own entries; the other chunks went through once", () =>
+      Effect.gen(function*() {
+        const queue = yield* Queue
+        const { queueUrl } = yield* newQueue({ fifo: true })
+        const entries = Array.from({ length: 25 }, (_, i) => ({
+          id: `e${i}`,
+          body: `message ${i}`,
+          deduplicationId: `d${i}`,
+          ...(i === 13 ? {} : { groupId: "g" })
+        }))
+        const result = yield* queue.send(queueUrl, entries)
+        assert.deepStrictEqual(result.failed.map((failure) => failure.id), entries.slice(10, 20).map((entry) => entry.id))
+        assert.sameMembers([...result.successful], [...entries.slice(0, 10), ...entries.slice(20)].map((entry) => entry.id))
+        const received: Array<string> = []
+        while (true) {
+          const batch = yield* queue.receive(queueUrl, { maxMessages: 10 })
+          if (batch.length === 0) break
+          received.push(...batch.map((message) => message.body))
+          yield* queue.delete(queueUrl, batch.map((message, i) => ({ id: String(i), receiptHandle: message.receiptHandle })))
+        }
+        assert.sameMembers(received, [...entries.slice(0, 10), ...entries.slice(20)].map((entry) => entry.body))
       }))
 
     it.effect("changeVisibility 0 makes a message receivable again with a higher receiveCount; delete removes it", () =>
@@ -203,21 +226,27 @@ describe("SqsQueue", () => {
         assert.deepStrictEqual(yield* queue.receive(queueUrl, { waitSeconds: 1 }), [])
       }))
 
-    it.effect("a closed port fails with a retryable QueueError, even though the queue URL's host is fine", () =>
+    it.effect("a closed port fails a receive with a retryable QueueError and each entry of a send as retryable, even though the queue URL's host is fine", () =>
       Effect.gen(function*() {
         const { queueUrl } = yield* newQueue()
         const port = yield* Effect.promise(freePort)
         yield* withEnv({ AWS_ENDPOINT_URL_SQS: `http://127.0.0.1:${port}` })
-        const error = yield* Effect.gen(function*() {
+        const queued = yield* Effect.gen(function*() {
           const queue = yield* Queue
-          return yield* queue.send(queueUrl, [{ id: "a", body: "x" }])
+          const sent = yield* queue.send(queueUrl, [{ id: "a", body: "x" }])
+          const received = yield* Effect.flip(queue.receive(queueUrl))
+          return { sent, received }
         }).pipe(
           // a client of its own, built with the environment above
-          Effect.provide(SqsQueue.layer, { local: true }),
-          Effect.flip
+          Effect.provide(SqsQueue.layer, { local: true })
         )
+        assert.deepStrictEqual(queued.sent.successful, [])
+        assert.strictEqual(queued.sent.failed[0]!.id, "a")
+        assert.isFalse(queued.sent.failed[0]!.senderFault, "worth sending again")
+        assert.match(queued.sent.failed[0]!.message, /ECONNREFUSED/)
+        const error = queued.received
         assert.strictEqual(error._tag, "QueueError")
-        assert.strictEqual(error.operation, "SendMessageBatch")
+        assert.strictEqual(error.operation, "ReceiveMessage")
         assert.strictEqual(error.queueUrl, queueUrl)
         assert.isTrue(error.retryable)
         assert.match(error.message, /ECONNREFUSED/)
