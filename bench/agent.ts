@@ -15,6 +15,9 @@
  * (BENCH_TRICKLE_GAP_MS apart) instead of waiting as a backlog: batches are then as full as the
  * arrival rate allows, and so is the request count.
  *
+ * With the transition ledger: on moto its DynamoDB requests are counted on the wire, apart from
+ * SQS's ("ledger/trans"); on the local queue it is a table in the same SQLite file.
+ *
  * Options (environment): BENCH_RECORDS (default 200), BENCH_CONCURRENCY (default 40),
  * BENCH_TRICKLE_GAP_MS (default 20).
  */
@@ -39,7 +42,10 @@ import { LocalQueue, makeLocalQueue } from "../src/services/LocalQueue.ts"
 import { MemoryObjectStoreLayer } from "../src/services/MemoryObjectStore.ts"
 import { MAX_BATCH, Queue, type QueueError } from "../src/services/Queue.ts"
 import * as SqsQueue from "../src/services/SqsQueue.ts"
-import { createQueue } from "../test/support/aws.ts"
+import * as DynamoLedger from "../src/services/DynamoLedger.ts"
+import { LocalLedger } from "../src/services/LocalLedger.ts"
+import { TransitionLedger } from "../src/services/TransitionLedger.ts"
+import { createLedgerTable, createQueue } from "../test/support/aws.ts"
 import { startMoto } from "../test/support/moto.ts"
 
 const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 200)
@@ -195,6 +201,8 @@ interface Result {
   readonly trace?: AgentTrace | undefined
   readonly notes?: ReadonlyArray<string> | undefined
   readonly problems: ReadonlyArray<string>
+  /** DynamoDB requests of the transition ledger, seen on the wire (SQS requests are counted apart). */
+  readonly ledgerRequests?: number | undefined
 }
 
 // --- the agent -----------------------------------------------------------------------------------
@@ -204,16 +212,17 @@ interface Trickle {
   readonly producer: Effect.Effect<Queue["Service"], QueueError, Scope.Scope>
 }
 
-const agentScenario = <E>(
+const agentScenario = <E, L>(
   name: string,
   queueLayer: Layer.Layer<Queue, E>,
   queueUrl: string,
   sqs: boolean,
   wire?: Counts,
-  trickle?: Trickle
+  trickle?: Trickle,
+  ledger: Layer.Layer<TransitionLedger, L> = TransitionLedger.layerNone
 ) => {
   const trace = newTrace()
-  const services = Layer.mergeAll(countingQueue(queueLayer, trace, sqs), MemoryObjectStoreLayer, EngineSettings.make({ queueUrl }))
+  const services = Layer.mergeAll(countingQueue(queueLayer, trace, sqs), MemoryObjectStoreLayer, EngineSettings.make({ queueUrl }), ledger)
   return Effect.gen(function*() {
     const queue = yield* Queue
     if (trickle === undefined) {
@@ -241,7 +250,8 @@ const agentScenario = <E>(
     }).pipe(Effect.timeout(SCENARIO_TIMEOUT_MS))
     const finished = yield* Deferred.await(allDone)
     const requests = { ...trace.requests }
-    const wireCounts = wire === undefined ? undefined : { ...wire }
+    const wireCounts = wire === undefined ? undefined : Object.fromEntries(Object.entries(wire).filter(([op]) => !op.startsWith("DynamoDB")))
+    const ledgerRequests = wire === undefined ? undefined : total(Object.fromEntries(Object.entries(wire).filter(([op]) => op.startsWith("DynamoDB"))))
 
     const problems: Array<string> = []
     if (stats.failed > 0) problems.push(`${stats.failed} messages failed`)
@@ -255,7 +265,8 @@ const agentScenario = <E>(
       requests,
       wire: wireCounts,
       trace,
-      problems
+      problems,
+      ledgerRequests
     } satisfies Result
   }).pipe(Effect.provide(Layer.provideMerge(inProcessRunner(greetingPipeline), services)), Effect.scoped)
 }
@@ -384,12 +395,12 @@ const perTransition = (counts: Counts, transitions: number) => total(counts) / t
 const mean = (values: ReadonlyArray<number>) => values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length
 
 const table = (results: ReadonlyArray<Result>) => {
-  const columns = ["transitions", "seconds", "trans/s", "requests", "req/trans", "wire req", "receive", "send", "delete", "other"]
-  const widths = [11, 8, 8, 9, 10, 9, 8, 6, 7, 6]
+  const columns = ["transitions", "seconds", "trans/s", "requests", "req/trans", "wire req", "receive", "send", "delete", "other", "ledger/trans"]
+  const widths = [11, 8, 8, 9, 10, 9, 8, 6, 7, 6, 12]
   const line = (name: string, cells: ReadonlyArray<string>) =>
     `${name.padEnd(34)}${cells.map((cell, i) => cell.padStart(widths[i]! + 1)).join("")}`
   const out = [line("", columns)]
-  out.push(line("original design (reference)", ["", "", "", "", "3.000", "", "1/msg", "1/msg", "1/msg", ""]))
+  out.push(line("original design (reference)", ["", "", "", "", "3.000", "", "1/msg", "1/msg", "1/msg", "", ""]))
   for (const result of results) {
     const r = result.requests
     const receive = (r["ReceiveMessage"] ?? 0)
@@ -405,10 +416,11 @@ const table = (results: ReadonlyArray<Result>) => {
       String(receive),
       String(send),
       String(del),
-      String(total(r) - receive - send - del)
+      String(total(r) - receive - send - del),
+      result.ledgerRequests === undefined ? "-" : (result.ledgerRequests / result.transitions).toFixed(3)
     ]))
   }
-  out.push(line("goal", ["", "", "", "", "≤ 0.300", "", "", "", "", ""]))
+  out.push(line("goal", ["", "", "", "", "≤ 0.300", "", "", "", "", "", ""]))
   return out.join("\n")
 }
 
@@ -451,6 +463,16 @@ const main = async () => {
     const results: Array<Result> = []
     const agentQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
     results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", SqsQueue.layer, agentQueue.queueUrl, true, proxy.wire)))
+    const ledgerQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+    results.push(await Effect.runPromise(agentScenario(
+      "agent, moto, DynamoDB ledger",
+      SqsQueue.layer,
+      ledgerQueue.queueUrl,
+      true,
+      proxy.wire,
+      undefined,
+      DynamoLedger.layer(await createLedgerTable())
+    )))
 
     const baselineQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
     // seeded through SqsQueue, not counted
@@ -464,6 +486,15 @@ const main = async () => {
 
     const localQueue: Layer.Layer<Queue, QueueError> = LocalQueue.layerAt({ directory: dataDir, visibilityTimeout: 30 })
     results.push(await Effect.runPromise(agentScenario("agent, local queue (SQLite)", localQueue, "pipeline", false)))
+    results.push(await Effect.runPromise(agentScenario(
+      "agent, local queue, local ledger",
+      localQueue,
+      "ledgered",
+      false,
+      undefined,
+      undefined,
+      LocalLedger.layerAt(dataDir)
+    )))
     // the same, with records arriving one every TRICKLE_GAP ms instead of a backlog
     results.push(await Effect.runPromise(agentScenario(
       `agent, local, 1 record/${TRICKLE_GAP_MS} ms`,

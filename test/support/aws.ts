@@ -2,6 +2,7 @@
  * Test fixtures on moto made with the raw SDK clients (not the services under test).
  * They read the endpoint and credentials from the environment that `awsEnv.ts` sets.
  */
+import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb"
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3"
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { randomUUID } from "node:crypto"
@@ -97,3 +98,20 @@ export const withEnv = (vars: Readonly<Record<string, string | undefined>>): Eff
         }
       })
   ).pipe(Effect.asVoid)
+
+/** The transition ledger's table as the stack makes it (infra/template.yaml), under a fresh name. */
+export const createLedgerTable = async (): Promise<string> => {
+  const client = new DynamoDBClient({})
+  try {
+    const name = uniqueName("ledger")
+    await client.send(new CreateTableCommand({
+      TableName: name,
+      BillingMode: "PAY_PER_REQUEST",
+      AttributeDefinitions: [{ AttributeName: "traceId", AttributeType: "S" }, { AttributeName: "step", AttributeType: "N" }],
+      KeySchema: [{ AttributeName: "traceId", KeyType: "HASH" }, { AttributeName: "step", KeyType: "RANGE" }]
+    }))
+    return name
+  } finally {
+    client.destroy()
+  }
+}
