@@ -158,4 +158,19 @@ describe("engine with a transition ledger", () => {
       assert.deepStrictEqual(tags(outcomes), ["Failed"])
       assert.deepStrictEqual(runs, [])
     }).pipe(Effect.provide(services())))
+  it.live("the same record produced twice on purpose is two chains, and both run: only copies within one chain are duplicates", () =>
+    Effect.gen(function*() {
+      runs.length = 0
+      yield* produce({ id: "g", count: 0 })
+      yield* produce({ id: "g", count: 0 })
+      const outcomes: Array<Outcome> = []
+      while (true) {
+        const messages = yield* receiveAll
+        if (messages.length === 0) break
+        outcomes.push(...(yield* pass(messages)))
+      }
+      assert.strictEqual(outcomes.filter((outcome) => outcome._tag === "Done").length, 2)
+      assert.strictEqual(outcomes.filter((outcome) => outcome._tag === "Duplicate").length, 0)
+      assert.strictEqual(runs.length, 6)
+    }).pipe(Effect.provide(services())))
 })
