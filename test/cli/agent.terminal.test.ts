@@ -7,12 +7,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
 import { availableParallelism } from "node:os"
-import { afterAll } from "vitest"
+import { afterAll, afterEach } from "vitest"
 import { ids, TRACKED } from "../support/agentProcess.ts"
 import { cleanUpBackends, makeBackend, produceInProcess } from "../support/backends.ts"
-import { startCli, waitFor } from "../support/cli.ts"
+import { killRunningClis, startCli, waitFor } from "../support/cli.ts"
 import tracked from "../support/pipelines/tracked.ts"
 
+afterEach(killRunningClis)
 afterAll(cleanUpBackends)
 
 const available = (command: string, args: ReadonlyArray<string>) => spawnSync(command, args).status === 0

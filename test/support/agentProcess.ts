@@ -5,10 +5,10 @@
  * backends in parallel workers.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { afterAll } from "vitest"
+import { afterAll, afterEach } from "vitest"
 import tracked from "./pipelines/tracked.ts"
 import { type BackendName, cleanUpBackends, makeBackend, produceInProcess } from "./backends.ts"
-import { type CliResult, runCli, startCli, waitFor } from "./cli.ts"
+import { type CliResult, killRunningClis, runCli, startCli, waitFor } from "./cli.ts"
 
 export const TRACKED = ["--pipeline", "test/support/pipelines/tracked.ts"]
 
@@ -33,6 +33,7 @@ export const assertJsonLogLines = (stderr: string) => {
 }
 
 export const describeAgentProcess = (name: BackendName) => {
+  afterEach(killRunningClis)
   afterAll(cleanUpBackends)
   const newBackend = makeBackend[name]
 

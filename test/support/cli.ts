@@ -33,6 +33,14 @@ export const cliEnv = (env: Readonly<Record<string, string | undefined>> = {}): 
   return merged
 }
 
+const running = new Set<ChildProcess>()
+
+/** SIGKILLs every command line still running, so a failed test leaves no agent behind (for `afterEach`). */
+export const killRunningClis = () => {
+  for (const child of running) child.kill("SIGKILL")
+  running.clear()
+}
+
 /**
  * Starts `node src/bin/cli.ts ...args`; `stdin` is written and closed (none: an empty stdin).
  * `command` runs another program instead, e.g. `script` for a pseudo-terminal.
@@ -45,6 +53,8 @@ export const startCli = (
   const file = options.command?.file ?? process.execPath
   const argv = options.command?.args ?? ["src/bin/cli.ts", ...args]
   const child = spawn(file, argv, { env: cliEnv(env), stdio: ["pipe", "pipe", "pipe"] })
+  running.add(child)
+  child.on("exit", () => running.delete(child))
   let stdout = ""
   let stderr = ""
   child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
