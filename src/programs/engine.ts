@@ -17,7 +17,7 @@ import {
 } from "../domain/errors.ts"
 import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
-import { isFifo, type OutgoingMessage, Queue, type QueueMessage } from "../services/Queue.ts"
+import { isFifo, type OutgoingMessage, Queue, type QueueAttributes, type QueueError, type QueueMessage } from "../services/Queue.ts"
 import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
 import { EngineSettings } from "./EngineSettings.ts"
 import { deleteAll, sendAll } from "./sendAll.ts"
@@ -35,7 +35,7 @@ type Decision =
   | { readonly _tag: "Next"; readonly message: QueueMessage; readonly mutation: string; readonly entry: OutgoingMessage; readonly step: number }
   | { readonly _tag: "Done"; readonly message: QueueMessage }
   | { readonly _tag: "DeadLetter"; readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
-  | { readonly _tag: "Retry"; readonly message: QueueMessage; readonly error: StepFailure }
+  | { readonly _tag: "Retry"; readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
 
 /** A defect (a thrown exception) in author code: not known to be permanent, so SQS redrive decides. */
 const defect = (cause: unknown): StepFailure => ({
@@ -80,6 +80,8 @@ export const decodeBody = <Rec>(
 
 const briefRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) }))
 
+type RedrivePolicy = Pick<QueueAttributes, "deadLetterQueueUrl" | "maxReceiveCount">
+
 /** Messages acknowledged without running anything, as copies of a message that holds their place. */
 export const duplicatesSkipped = Metric.counter("pipeline_duplicates_skipped", {
   description: "messages skipped as copies of a message that holds their place in the chain"
@@ -94,8 +96,8 @@ export const processBatch = <Rec, E extends StepFailure, R>(
   pipeline: Pick<Pipeline<Rec, E, R>, "schema" | "recordId" | "router">
 ) => {
   const encode = Schema.encodeEffect(pipeline.schema)
-  /** Each queue's redrive target, looked up once (a handler's runtime lives as long as its container). */
-  const redriveTargets = new Map<string, string>()
+  /** Each queue's redrive policy, looked up once (a handler's runtime lives as long as its container). */
+  const redrivePolicies = new Map<string, RedrivePolicy>()
 
   return Effect.fn("processBatch")(function*(messages: ReadonlyArray<QueueMessage>) {
     const settings = yield* EngineSettings
@@ -138,21 +140,24 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       }).pipe(
         Effect.catch((error: StepFailure): Effect.Effect<Decision> =>
           Effect.succeed(
-            isRetryable(error) ? { _tag: "Retry", message, error } : { _tag: "DeadLetter", message, error, stage }
+            isRetryable(error) ? { _tag: "Retry", message, error, stage } : { _tag: "DeadLetter", message, error, stage }
           )
         ),
-        Effect.catchDefect((cause) => Effect.succeed<Decision>({ _tag: "Retry", message, error: defect(cause) }))
+        Effect.catchDefect((cause) => Effect.succeed<Decision>({ _tag: "Retry", message, error: defect(cause), stage }))
       )
     }
 
-    const known = Option.orElse(settings.deadLetterQueueUrl, () => Option.fromUndefinedOr(redriveTargets.get(settings.queueUrl)))
-    const deadLetterQueue = Option.isSome(known)
-      ? Effect.succeed(known)
+    const cachedPolicy = redrivePolicies.get(settings.queueUrl)
+    const redrivePolicy: Effect.Effect<RedrivePolicy, QueueError> = cachedPolicy !== undefined
+      ? Effect.succeed(cachedPolicy)
       : queue.attributes(settings.queueUrl).pipe(
         Effect.retry({ schedule: retry, while: isRetryable }),
-        Effect.map((attributes) => attributes.deadLetterQueueUrl),
-        Effect.tap((url) => Effect.sync(() => Option.isSome(url) && redriveTargets.set(settings.queueUrl, url.value)))
+        Effect.map(({ deadLetterQueueUrl, maxReceiveCount }) => ({ deadLetterQueueUrl, maxReceiveCount })),
+        Effect.tap((policy) => Effect.sync(() => redrivePolicies.set(settings.queueUrl, policy)))
       )
+    const deadLetterQueue = Option.isSome(settings.deadLetterQueueUrl)
+      ? Effect.succeed(settings.deadLetterQueueUrl)
+      : Effect.map(redrivePolicy, (policy) => policy.deadLetterQueueUrl)
 
     const outcomes: Array<Outcome> = []
     // each place in a chain is advanced by one message only: claim them all before running anything
@@ -185,7 +190,17 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     }
     yield* Metric.update(duplicatesSkipped, outcomes.length)
 
-    const decisions = yield* Effect.forEach(toRun, decide, { concurrency: settings.concurrency })
+    const decided = yield* Effect.forEach(toRun, decide, { concurrency: settings.concurrency })
+    // on its last allowed receive a failing message is dead-lettered here, with its reason, rather
+    // than moved by the queue's redrive with none
+    const maxReceiveCount = decided.some((d) => d._tag === "Retry")
+      ? yield* redrivePolicy.pipe(Effect.map((policy) => policy.maxReceiveCount), Effect.orElseSucceed(() => Option.none<number>()))
+      : Option.none<number>()
+    const decisions = decided.map((decision): Decision =>
+      decision._tag === "Retry" && Option.isSome(maxReceiveCount) && decision.message.receiveCount >= maxReceiveCount.value
+        ? { ...decision, _tag: "DeadLetter" }
+        : decision
+    )
 
     // successors first: a message is handled only once its successor is confirmed sent
     const next = decisions.filter((d) => d._tag === "Next")

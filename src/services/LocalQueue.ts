@@ -192,9 +192,17 @@ export const makeLocalQueue = (
       markReceived: db.prepare(
         `UPDATE messages SET receipt_handle = ?, visible_at = ?, receive_count = receive_count + 1 WHERE seq = ?`
       ),
-      copyTo: db.prepare(
+      // the queue's own redrive, as SQS's, but never without a reason: the error.* attributes the engine sets
+      redrive: db.prepare(
         `INSERT INTO messages (queue, message_id, body, attributes, group_id, sent_at, visible_at, receive_count)
-         SELECT ?, message_id, body, attributes, group_id, sent_at, ?, receive_count FROM messages WHERE seq = ?`
+         SELECT ?1, message_id, body, json_set(attributes,
+             '$."error.tag"', 'MaxReceiveCountExceeded',
+             '$."error.message"', 'received ' || receive_count || ' times without being handled (maxReceiveCount ' || CAST(?4 AS INTEGER) || ')',
+             '$."error.step"', 'receive',
+             '$."error.receive_count"', CAST(receive_count AS TEXT),
+             '$."error.source_queue"', queue),
+           group_id, sent_at, ?2, receive_count
+         FROM messages WHERE seq = ?3`
       ),
       deleteSeq: db.prepare(`DELETE FROM messages WHERE seq = ?`),
       deleteByHandle: db.prepare(`DELETE FROM messages WHERE queue = ? AND receipt_handle = ?`),
@@ -335,7 +343,7 @@ export const makeLocalQueue = (
           let redriven = false
           for (const row of rows) {
             if (redriveTo !== undefined && row.receive_count + 1 > maxReceiveCount) {
-              statements.copyTo.run(redriveTo, now, row.seq)
+              statements.redrive.run(redriveTo, now, row.seq, maxReceiveCount)
               statements.deleteSeq.run(row.seq)
               redriven = true
               continue
@@ -454,7 +462,8 @@ export const makeLocalQueue = (
         approximateInFlight: counts.in_flight,
         approximateDelayed: counts.delayed,
         fifo: isFifo(queueUrl),
-        deadLetterQueueUrl: isDeadLetterQueue(queueUrl) ? Option.none() : Option.some(deadLetterQueueName(queueUrl))
+        deadLetterQueueUrl: isDeadLetterQueue(queueUrl) ? Option.none() : Option.some(deadLetterQueueName(queueUrl)),
+        maxReceiveCount: isDeadLetterQueue(queueUrl) ? Option.none() : Option.some(maxReceiveCount)
       } satisfies QueueAttributes
     })
 

@@ -223,7 +223,10 @@ const make = (initial: Readonly<Record<string, MemoryQueueOptions>>) => Effect.s
           approximateInFlight: inFlight,
           approximateDelayed: delayed,
           fifo: isFifo(queueUrl),
-          deadLetterQueueUrl: Option.fromUndefinedOr(state.options.deadLetterQueueUrl)
+          deadLetterQueueUrl: Option.fromUndefinedOr(state.options.deadLetterQueueUrl),
+          maxReceiveCount: state.options.deadLetterQueueUrl === undefined
+            ? Option.none()
+            : Option.fromUndefinedOr(state.options.maxReceiveCount)
         }
       })
   })

@@ -66,6 +66,8 @@ export interface QueueAttributes {
   readonly fifo: boolean
   /** The redrive target, if the queue has one. */
   readonly deadLetterQueueUrl: Option.Option<string>
+  /** Receives a message may have before the queue's redrive moves it to `deadLetterQueueUrl`. */
+  readonly maxReceiveCount: Option.Option<number>
 }
 
 export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {

@@ -263,6 +263,7 @@ export const layer: Layer.Layer<Queue> = Layer.effect(
         client.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["All"] }), { abortSignal }))
       const attrs = output.Attributes ?? {}
       let deadLetterQueueUrl = Option.none<string>()
+      let maxReceiveCount = Option.none<number>()
       const redrivePolicy = attrs.RedrivePolicy
       if (redrivePolicy !== undefined && redrivePolicy !== "") {
         const target = yield* Effect.try({
@@ -273,7 +274,9 @@ export const layer: Layer.Layer<Queue> = Layer.effect(
               : undefined
             const parsed = typeof arn === "string" ? parseQueueArn(arn) : Option.none()
             if (Option.isNone(parsed)) throw new Error(`no usable deadLetterTargetArn in ${redrivePolicy}`)
-            return parsed.value
+            // SQS answers with a number, but accepts (and moto echoes) a string
+            const receives = Number((policy as { maxReceiveCount?: unknown }).maxReceiveCount)
+            return { ...parsed.value, maxReceiveCount: Number.isInteger(receives) && receives > 0 ? Option.some(receives) : Option.none<number>() }
           },
           catch: (cause) =>
             new QueueError({
@@ -290,6 +293,7 @@ export const layer: Layer.Layer<Queue> = Layer.effect(
             { abortSignal }
           ))
         deadLetterQueueUrl = Option.fromUndefinedOr(dlq.QueueUrl)
+        maxReceiveCount = target.maxReceiveCount
       }
       return {
         visibilityTimeout: toInt(attrs.VisibilityTimeout),
@@ -297,7 +301,8 @@ export const layer: Layer.Layer<Queue> = Layer.effect(
         approximateInFlight: toInt(attrs.ApproximateNumberOfMessagesNotVisible),
         approximateDelayed: toInt(attrs.ApproximateNumberOfMessagesDelayed),
         fifo: attrs.FifoQueue === "true",
-        deadLetterQueueUrl
+        deadLetterQueueUrl,
+        maxReceiveCount
       } satisfies QueueAttributes
     })
 

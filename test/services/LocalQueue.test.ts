@@ -149,7 +149,7 @@ describe("LocalQueue", () => {
       assert.strictEqual(late.failed[0]!.code, "MessageNotInflight")
     }))
 
-  it.effect("moves a message to <name>-dlq after maxReceiveCount receives, unchanged", () =>
+  it.effect("moves a message to <name>-dlq after maxReceiveCount receives, its body unchanged and its attributes with the reason", () =>
     Effect.gen(function*() {
       const queue = yield* openQueue({ maxReceiveCount: 2 })
       yield* queue.send("pipeline", [{ id: "p", body: "{\"job\":1}", attributes: { trace: "t-1", kind: "k" } }])
@@ -160,15 +160,25 @@ describe("LocalQueue", () => {
 
       const source = yield* queue.attributes("pipeline")
       assert.deepStrictEqual(source.deadLetterQueueUrl, Option.some("pipeline-dlq"))
+      assert.deepStrictEqual(source.maxReceiveCount, Option.some(2))
       assert.strictEqual(source.approximateVisible + source.approximateInFlight, 0)
       const dlq = yield* queue.attributes("pipeline-dlq")
       assert.isTrue(Option.isNone(dlq.deadLetterQueueUrl))
+      assert.isTrue(Option.isNone(dlq.maxReceiveCount))
       assert.strictEqual(dlq.approximateVisible, 1)
 
       const [dead] = yield* queue.receive("pipeline-dlq", { visibilityTimeout: 0 })
       assert.strictEqual(dead!.messageId, first[0]!.messageId)
       assert.strictEqual(dead!.body, "{\"job\":1}")
-      assert.deepStrictEqual(dead!.attributes, { trace: "t-1", kind: "k" })
+      assert.deepStrictEqual(dead!.attributes, {
+        trace: "t-1",
+        kind: "k",
+        "error.tag": "MaxReceiveCountExceeded",
+        "error.message": "received 2 times without being handled (maxReceiveCount 2)",
+        "error.step": "receive",
+        "error.receive_count": "2",
+        "error.source_queue": "pipeline"
+      })
       // a dead-letter queue never redrives
       for (let i = 0; i < 3; i++) {
         assert.strictEqual((yield* queue.receive("pipeline-dlq", { visibilityTimeout: 0 })).length, 1)

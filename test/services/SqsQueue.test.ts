@@ -181,13 +181,14 @@ describe("SqsQueue", () => {
         assert.strictEqual(attributes.approximateVisible + attributes.approximateInFlight, 0)
       }))
 
-    it.effect("attributes resolve the dead-letter queue URL from the redrive policy", () =>
+    it.effect("attributes resolve the dead-letter queue URL and maxReceiveCount from the redrive policy", () =>
       Effect.gen(function*() {
         const queue = yield* Queue
         const { queueUrl, dlqUrl } = yield* newQueue({ maxReceiveCount: 3, visibilityTimeout: 45 })
         yield* queue.send(queueUrl, [{ id: "1", body: "x" }, { id: "2", body: "y", delaySeconds: 60 }])
         const attributes = yield* queue.attributes(queueUrl)
         assert.deepStrictEqual(attributes.deadLetterQueueUrl, Option.some(dlqUrl!))
+        assert.deepStrictEqual(attributes.maxReceiveCount, Option.some(3))
         assert.strictEqual(attributes.visibilityTimeout, 45)
         assert.strictEqual(attributes.approximateVisible, 1)
         assert.strictEqual(attributes.approximateDelayed, 1)
@@ -201,6 +202,7 @@ describe("SqsQueue", () => {
         const fifo = yield* newQueue({ fifo: true, maxReceiveCount: 2 })
         const plainAttributes = yield* queue.attributes(plain.queueUrl)
         assert.isTrue(Option.isNone(plainAttributes.deadLetterQueueUrl))
+        assert.isTrue(Option.isNone(plainAttributes.maxReceiveCount))
         assert.isFalse(plainAttributes.fifo)
         const fifoAttributes = yield* queue.attributes(fifo.queueUrl)
         assert.isTrue(fifoAttributes.fifo)
