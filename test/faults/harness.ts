@@ -3,7 +3,7 @@
  * restarted, and the analysis of what was sent (from an independent record) and of what the
  * pipeline's code worked on (test/support/pipelines/lineage.ts).
  */
-import { readdirSync, readFileSync } from "node:fs"
+import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { startCli as startCliProcess, type StartedCli } from "../support/cli.ts"
 import type { LogEntry } from "../support/faultProxy.ts"
@@ -43,16 +43,33 @@ export interface ChaosResult {
   readonly millis: number
 }
 
+/** The process that wrote the lineage log last: the agent that ran a mutation most recently. */
+export const lastWriter = (dir: string): number | undefined => {
+  let newest: { pid: number; mtime: number } | undefined
+  for (const file of readdirSync(dir)) {
+    const mtime = statSync(join(dir, file)).mtimeMs
+    if (newest === undefined || mtime > newest.mtime) newest = { pid: Number.parseInt(file, 10), mtime }
+  }
+  return newest?.pid
+}
+
 /**
- * Keeps `agents` agents running; every `killEveryMs` (a random span) one of them that is up,
- * picked at random, gets SIGKILL and a new one is started. Once `finished` says so, every agent gets
- * SIGTERM and must exit 0.
+ * Keeps `agents` agents running and kills them with SIGKILL as the work goes on: after every
+ * `killEvery` sends (a random number in that range, counted by `sends` from an independent
+ * record), one agent that is up gets SIGKILL and a new one is started. Half the kills come at once,
+ * half wait for the next send and hit the agent that ran a mutation last: the window between a
+ * successor's send and its parent's delete, in which a death leaves two messages. Counting in sends
+ * rather than seconds keeps the number of kills the same on a slow or busy machine. Once
+ * `finished` says so, every agent gets SIGTERM and must exit 0.
  */
 export const runAgentsWithKills = async (options: {
   readonly start: () => Started
   readonly agents: number
   readonly random: () => number
-  readonly killEveryMs: readonly [number, number]
+  readonly sends: () => number
+  readonly killEvery: readonly [number, number]
+  /** The lineage log's folder, to find the agent that worked last. */
+  readonly lineageDir: string
   readonly finished: () => Promise<boolean>
   readonly timeoutMs: number
   /** Where things stand, for the message when time runs out. */
@@ -63,8 +80,8 @@ export const runAgentsWithKills = async (options: {
   let starts = live.length
   let kills = 0
   const crashes: Array<string> = []
-  const span = () => options.killEveryMs[0] + options.random() * (options.killEveryMs[1] - options.killEveryMs[0])
-  let nextKill = Date.now() + span()
+  const span = () => Math.round(options.killEvery[0] + options.random() * (options.killEvery[1] - options.killEvery[0]))
+  let nextKill = options.sends() + span()
   try {
     while (!(await options.finished())) {
       if (Date.now() - began > options.timeoutMs) {
@@ -80,17 +97,24 @@ export const runAgentsWithKills = async (options: {
       }
       // only agents that are up and working are killed, so a slow start cannot stall the run
       const ready = live.flatMap((agent, index) => (isReady(agent) ? [index] : []))
-      if (Date.now() >= nextKill && ready.length > 0) {
-        const index = ready[Math.floor(options.random() * ready.length)]!
+      if (options.sends() >= nextKill && ready.length > 0) {
+        let index = ready[Math.floor(options.random() * ready.length)]!
+        if (options.random() < 0.5) {
+          const before = options.sends()
+          const until = Date.now() + 1000
+          while (options.sends() === before && Date.now() < until) await sleep(2)
+          const sender = live.findIndex((agent) => agent.child.pid === lastWriter(options.lineageDir))
+          if (ready.includes(sender)) index = sender
+        }
         const victim = live[index]!
         victim.child.kill("SIGKILL")
         await victim.exit
         live[index] = options.start()
         starts++
         kills++
-        nextKill = Date.now() + span()
+        nextKill = options.sends() + span()
       }
-      await sleep(150)
+      await sleep(20)
     }
     // agents that have not logged their start yet could die of SIGTERM before handling it
     while (!live.every(isReady)) await sleep(100)

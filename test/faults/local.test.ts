@@ -43,7 +43,11 @@ afterAll(() => {
   if (process.env["FAULT_KEEP"] === undefined) for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
 })
 
-/** Creates the queue's database, then a trigger that copies every inserted message row into `audit_sends`. */
+/**
+ * Creates the queue's database, then a trigger that copies every inserted message row into
+ * `audit_sends`, and a fault: each deleted row costs a few milliseconds of work (a slow disk), so
+ * a kill lands more often between a successor's send and its parent's delete.
+ */
 const installAudit = async (dir: string): Promise<DatabaseSync> => {
   await Effect.runPromise(Effect.scoped(LocalQueue.make({ directory: dir })))
   const db = new DatabaseSync(join(dir, DATABASE_FILE), { timeout: 10_000 })
@@ -51,6 +55,9 @@ const installAudit = async (dir: string): Promise<DatabaseSync> => {
     CREATE TABLE audit_sends (seq INTEGER, queue TEXT, message_id TEXT, body TEXT, attributes TEXT);
     CREATE TRIGGER audit_message_insert AFTER INSERT ON messages BEGIN
       INSERT INTO audit_sends VALUES (NEW.seq, NEW.queue, NEW.message_id, NEW.body, NEW.attributes);
+    END;
+    CREATE TRIGGER slow_message_delete BEFORE DELETE ON messages BEGIN
+      SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) SELECT x FROM c);
     END;
   `)
   return db
@@ -78,12 +85,15 @@ describe("fault suite on the local queue", () => {
       assert.strictEqual(produced.code, 0, produced.stderr)
       assert.include(produced.stdout, `sent ${RECORDS} records`)
 
+      const sends = () => count(`SELECT count(*) AS n FROM audit_sends`)
       const queued = () => count(`SELECT count(*) AS n FROM messages WHERE queue = 'pipeline'`)
       const chaos = await runAgentsWithKills({
         start: () => startCli(["agent", ...PIPELINE, "--concurrency", "10"], env),
         agents: 2,
         random: seededRandom(SEED + 1),
-        killEveryMs: [200, 1200],
+        sends,
+        killEvery: [60, 160],
+        lineageDir,
         finished: async () => doneIds(readLineage(lineageDir)).size === RECORDS && queued() === 0,
         timeoutMs: AGENTS_MS,
         status: async () => `${dir}: ${doneIds(readLineage(lineageDir)).size} of ${RECORDS} done, ${queued()} messages in the queue`

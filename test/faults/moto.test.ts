@@ -107,7 +107,9 @@ describe("fault suite on moto through a faulty proxy", () => {
       start: () => startCli(["agent", ...PIPELINE, "--concurrency", "10"], env),
       agents: 2,
       random: seededRandom(SEED + 1),
-      killEveryMs: [2500, 6000],
+      sends: () => proxy.log.filter((entry) => entry.action === "SendMessageBatch" && entry.forwarded).length,
+      killEvery: [4, 10],
+      lineageDir,
       finished: async () => doneIds(readLineage(lineageDir)).size === RECORDS && (await messagesIn(queue.queueUrl)) === 0,
       timeoutMs: AGENTS_MS,
       status: async () =>
