@@ -1,16 +1,13 @@
 import "../support/awsEnv.ts"
-import { CreateTableCommand, DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb"
+import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import * as DynamoLedger from "../../src/services/DynamoLedger.ts"
 import { TransitionLedger } from "../../src/services/TransitionLedger.ts"
-import { uniqueName, withEnv } from "../support/aws.ts"
+import { createLedgerTable, uniqueName, withEnv } from "../support/aws.ts"
 import { ledgerCases } from "../support/ledgerCases.ts"
 import { freePort } from "../support/moto.ts"
-
-// a developer's own setting would send these requests elsewhere (awsEnv.ts clears the SQS and S3 ones)
-delete process.env["AWS_ENDPOINT_URL_DYNAMODB"]
 
 const withDynamo = <A>(f: (client: DynamoDBClient) => Promise<A>) =>
   Effect.promise(async () => {
@@ -22,19 +19,7 @@ const withDynamo = <A>(f: (client: DynamoDBClient) => Promise<A>) =>
     }
   })
 
-/** The ledger table as the stack makes it (infra/template.yaml), under a fresh name. */
-const createTable = withDynamo(async (client) => {
-  const name = uniqueName("ledger")
-  await client.send(new CreateTableCommand({
-    TableName: name,
-    BillingMode: "PAY_PER_REQUEST",
-    AttributeDefinitions: [{ AttributeName: "traceId", AttributeType: "S" }, { AttributeName: "step", AttributeType: "N" }],
-    KeySchema: [{ AttributeName: "traceId", KeyType: "HASH" }, { AttributeName: "step", KeyType: "RANGE" }]
-  }))
-  return name
-})
-
-const tableName = await Effect.runPromise(createTable)
+const tableName = await createLedgerTable()
 
 describe("DynamoLedger", () => {
   layer(DynamoLedger.layer(tableName))("on moto", (it) => {
