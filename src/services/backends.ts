@@ -10,6 +10,7 @@ import { LocalLedger } from "./LocalLedger.ts"
 import { LocalObjectStore } from "./LocalObjectStore.ts"
 import { DataDirConfig } from "./DataDir.ts"
 import { LocalQueue } from "./LocalQueue.ts"
+import { MessageMoveTasks } from "./MessageMoveTasks.ts"
 import * as S3ObjectStore from "./S3ObjectStore.ts"
 import * as SqsQueue from "./SqsQueue.ts"
 import { TransitionLedger } from "./TransitionLedger.ts"
@@ -79,3 +80,17 @@ export const backendsLayer = Layer.unwrap(
 
 /** The embedded queue and bucket whatever the environment says (`npm start`). */
 export const localBackendsLayer = Layer.mergeAll(localQueueLayer, localLedgerLayer, LocalObjectStore.layer, settingsFor(Option.none()))
+
+/**
+ * For operating a pipeline (`status`, `dlq`): the queue and the settings as the environment says,
+ * and SQS's own move tasks on SQS. No bucket and no ledger (so no warning about a missing one).
+ */
+export const queueBackendsLayer = Layer.unwrap(
+  Effect.gen(function*() {
+    const queueUrl = yield* QueueUrlConfig
+    return Layer.mergeAll(
+      Option.isSome(queueUrl) ? Layer.merge(SqsQueue.layer, MessageMoveTasks.layerSqs) : localQueueLayer,
+      settingsFor(queueUrl)
+    )
+  })
+)

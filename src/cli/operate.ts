@@ -1,0 +1,219 @@
+/**
+ * Operating a pipeline: `status`, `dlq list` and `dlq redrive`, on the backends the environment
+ * selects (SQS with PIPELINE_QUEUE_URL, else the local queue). The programs do the work
+ * (`src/programs/status.ts`, `src/programs/deadLetters.ts`); this file parses, picks layers, prints.
+ */
+import { Console, Effect, Option, Schema } from "effect"
+import { Command, Flag } from "effect/cli"
+import {
+  type DeadLetter,
+  moveTasks,
+  peekDeadLetters,
+  RedriveFailed,
+  redriveDeadLetters,
+  type RedriveResult
+} from "../programs/deadLetters.ts"
+import { pipelineStatus, type Status } from "../programs/status.ts"
+import type { MoveTask } from "../services/MessageMoveTasks.ts"
+import { queueBackendsLayer } from "../services/backends.ts"
+import { RedriveJournal } from "../services/RedriveJournal.ts"
+import { UsageError } from "./commands.ts"
+import { Shutdown } from "./Shutdown.ts"
+
+const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0)))
+
+const json = Flag.Boolean("json").pipe(Flag.withDescription("Print one JSON object (for scripts)"), Flag.withDefault(false))
+
+const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
+
+const EXCERPT = 120
+export const excerpt = (body: string, length = EXCERPT) => {
+  const flat = body.replace(/\s+/g, " ")
+  return flat.length > length ? `${flat.slice(0, length - 1)}…` : flat
+}
+
+// ---- status
+
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
+
+const age = (seconds: number | null) =>
+  seconds === null ? "oldest: not known (SQS reports it to CloudWatch only)"
+    : seconds < 120 ? `oldest ${seconds} s`
+    : seconds < 7200 ? `oldest ${Math.round(seconds / 60)} min`
+    : `oldest ${(seconds / 3600).toFixed(1)} h`
+
+const tally = (counts: Record<string, number>) => Object.entries(counts).map(([key, n]) => `${key} ${n}`).join(", ")
+
+export const statusText = (status: Status): string => {
+  const { queue, deadLetters } = status
+  const lines = [
+    `queue ${queue.url}`,
+    `  ${queue.visible} visible · ${queue.inFlight} in flight · ${queue.delayed} delayed · ${age(queue.oldestAgeSeconds)}`,
+    `dead letters ${deadLetters.url}`,
+    `  ${plural(deadLetters.count, "message")}`
+  ]
+  if (deadLetters.count > 0) {
+    const sampled = deadLetters.peeked < deadLetters.count ? ` (of the ${deadLetters.peeked} looked at)` : ""
+    lines.push(`  reasons: ${tally(deadLetters.reasons)}${sampled}`, `  steps: ${tally(deadLetters.steps)}`)
+  }
+  return lines.join("\n")
+}
+
+const WATCH_EVERY = "2 seconds"
+
+export const status = Command.make(
+  "status",
+  {
+    json,
+    watch: Flag.Boolean("watch").pipe(
+      Flag.withDescription(`Refresh every ${WATCH_EVERY} until Ctrl-C (in place on a terminal; a new snapshot per refresh otherwise)`),
+      Flag.withDefault(false)
+    )
+  },
+  Effect.fn("cli.status")(function*(flags) {
+    const render = (snapshot: Status) => (flags.json ? JSON.stringify(snapshot, null, flags.watch ? undefined : 2) : statusText(snapshot))
+    if (!flags.watch) return yield* Console.log(render(yield* pipelineStatus()))
+    const inPlace = process.stdout.isTTY === true && !flags.json
+    const shutdown = yield* Shutdown
+    let drawn = 0
+    const refresh = Effect.gen(function*() {
+      const text = `${render(yield* pipelineStatus())}` + (inPlace ? `\n(${new Date().toLocaleTimeString()}, every ${WATCH_EVERY}; Ctrl-C stops)` : "")
+      // on a terminal: back to the first line of the last snapshot, clear to the end, draw again
+      const prefix = inPlace && drawn > 0 ? `\x1b[${drawn}F\x1b[J` : ""
+      process.stdout.write(`${prefix}${text}\n`)
+      drawn = text.split("\n").length
+    })
+    yield* shutdown.graceful((stop) =>
+      Effect.race(
+        Effect.forever(refresh.pipe(Effect.andThen(Effect.sleep(WATCH_EVERY)))),
+        stop
+      )
+    )
+  }, Effect.provide(queueBackendsLayer))
+).pipe(Command.withDescription("The queue's messages (visible, in flight, delayed, oldest) and the dead letters by reason and step"))
+
+// ---- dlq list
+
+const letterJson = (letter: DeadLetter) => ({
+  messageId: letter.messageId,
+  reason: letter.reason,
+  message: letter.errorMessage ?? null,
+  step: letter.step ?? null,
+  receiveCount: letter.receiveCount ?? null,
+  sourceQueue: letter.sourceQueue ?? null,
+  traceId: letter.attributes["pipeline.trace_id"] ?? null,
+  body: excerpt(letter.body)
+})
+
+export const letterText = (letter: DeadLetter): string =>
+  [
+    `${letter.messageId}  ${letter.reason}` +
+    (letter.step === undefined ? "" : ` at ${letter.step}`) +
+    (letter.receiveCount === undefined ? "" : `, receive ${letter.receiveCount}`) +
+    (letter.sourceQueue === undefined ? "" : `, from ${letter.sourceQueue}`),
+    ...(letter.errorMessage === undefined ? [] : [`  ${excerpt(letter.errorMessage, 200)}`]),
+    `  body: ${excerpt(letter.body)}`
+  ].join("\n")
+
+export const dlqList = Command.make(
+  "list",
+  {
+    json,
+    max: Flag.Int("max").pipe(
+      Flag.withDescription("Show at most this many"),
+      Flag.withSchema(PositiveInt),
+      Flag.withDefault(100)
+    )
+  },
+  Effect.fn("cli.dlq.list")(function*(flags) {
+    const peek = yield* peekDeadLetters(flags.max)
+    if (flags.json) {
+      return yield* printJson({
+        deadLetterQueueUrl: peek.deadLetterQueueUrl,
+        count: peek.count,
+        truncated: peek.truncated,
+        letters: peek.letters.map(letterJson)
+      })
+    }
+    const shown = peek.truncated ? ` (the first ${peek.letters.length}; --max shows more)` : ""
+    yield* Console.log(`${plural(peek.count, "dead letter")} in ${peek.deadLetterQueueUrl}${shown}`)
+    for (const letter of peek.letters) yield* Console.log(`\n${letterText(letter)}`)
+  }, Effect.provide(queueBackendsLayer))
+).pipe(Command.withDescription("The dead letters with reason, step, receive count, source queue and body; they stay in the DLQ"))
+
+// ---- dlq redrive
+
+const taskText = (task: MoveTask) =>
+  `${task.status}: ${task.moved}${task.toMove === undefined ? "" : ` of ${task.toMove}`} moved` +
+  (task.startedAt === undefined ? "" : `, started ${task.startedAt.toISOString()}`) +
+  (task.failureReason === undefined ? "" : `, failed: ${task.failureReason}`) +
+  (task.taskHandle === undefined ? "" : ` (task ${task.taskHandle})`)
+
+export const redriveText = (result: RedriveResult): string => {
+  if (result._tag === "MoveTask") {
+    return `started an SQS move task for about ${plural(result.approximateCount, "message")}: ${result.deadLetterQueueUrl} → ${result.destination}\n` +
+      `\`dlq redrive --status\` shows its progress`
+  }
+  const lines = [`redrove ${plural(result.redriven, "message")} from ${result.deadLetterQueueUrl}`]
+  if (result.finished > 0) lines.push(`finished ${plural(result.finished, "message")} an earlier redrive had sent back (deleted from the DLQ, not sent again)`)
+  if (result.notDeleted > 0) lines.push(`${result.notDeleted} sent back but still in the DLQ (its delete failed): the next redrive deletes them without sending them again`)
+  for (const failure of result.failed) lines.push(`not redriven: ${failure.messageId}: ${failure.reason}`)
+  return lines.join("\n")
+}
+
+const redriveJson = (result: RedriveResult) =>
+  result._tag === "MoveTask"
+    ? { method: "move-task", deadLetterQueueUrl: result.deadLetterQueueUrl, destination: result.destination, taskHandle: result.taskHandle, approximateCount: result.approximateCount }
+    : { method: "copy", deadLetterQueueUrl: result.deadLetterQueueUrl, redriven: result.redriven, finished: result.finished, notDeleted: result.notDeleted, failed: result.failed }
+
+export const dlqRedrive = Command.make(
+  "redrive",
+  {
+    json,
+    max: Flag.Int("max").pipe(Flag.withDescription("Redrive at most this many"), Flag.withSchema(PositiveInt), Flag.optional),
+    step: Flag.String("step").pipe(Flag.withDescription("Only dead letters of this step (error.step)"), Flag.optional),
+    reason: Flag.String("reason").pipe(Flag.withDescription("Only dead letters with this reason (error.tag)"), Flag.optional),
+    rate: Flag.Int("rate").pipe(
+      Flag.withDescription("At most this many messages a second (SQS move tasks: 1 to 500)"),
+      Flag.withSchema(PositiveInt),
+      Flag.optional
+    ),
+    copy: Flag.Boolean("copy").pipe(
+      Flag.withDescription("Receive, send and delete here even where an SQS move task could do it"),
+      Flag.withDefault(false)
+    ),
+    status: Flag.Boolean("status").pipe(Flag.withDescription("Show the progress of SQS move tasks instead"), Flag.withDefault(false))
+  },
+  Effect.fn("cli.dlq.redrive")(function*(flags) {
+    if (flags.status) {
+      if (Option.isSome(flags.max) || Option.isSome(flags.step) || Option.isSome(flags.reason) || Option.isSome(flags.rate) || flags.copy) {
+        return yield* new UsageError({ message: "--status takes no other flag but --json" })
+      }
+      const tasks = yield* moveTasks()
+      if (flags.json) return yield* printJson({ deadLetterQueueUrl: tasks.deadLetterQueueUrl, supported: tasks.supported, tasks: tasks.tasks })
+      if (!tasks.supported) return yield* Console.log("no move tasks: on the local queue a redrive runs in the foreground, nothing runs in the background")
+      if (tasks.tasks.length === 0) return yield* Console.log(`no move tasks for ${tasks.deadLetterQueueUrl}`)
+      for (const task of tasks.tasks) yield* Console.log(taskText(task))
+      return
+    }
+    const result = yield* redriveDeadLetters({
+      max: Option.getOrUndefined(flags.max),
+      step: Option.getOrUndefined(flags.step),
+      reason: Option.getOrUndefined(flags.reason),
+      copy: flags.copy,
+      perSecond: Option.getOrUndefined(flags.rate)
+    }).pipe(Effect.provide(RedriveJournal.layer))
+    yield* flags.json ? printJson(redriveJson(result)) : Console.log(redriveText(result))
+    if (result._tag === "Copied" && (result.failed.length > 0 || result.notDeleted > 0)) {
+      return yield* new RedriveFailed({ message: `${result.failed.length + result.notDeleted} dead letters were not fully redriven` })
+    }
+  }, Effect.provide(queueBackendsLayer))
+).pipe(Command.withDescription(
+  "Send dead letters back to their source queue without their error.* attributes (SQS: a move task unless filtered or FIFO)"
+))
+
+export const dlq = Command.make("dlq").pipe(
+  Command.withDescription("The dead-letter queue: list its messages, redrive them"),
+  Command.withSubcommands([dlqList, dlqRedrive])
+)
+
