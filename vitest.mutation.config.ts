@@ -12,6 +12,8 @@ export default defineConfig({
       "test/services/chunks.property.test.ts",
       "test/lambda/handler.test.ts"
     ],
+    // these need the moto server
+    exclude: ["test/programs/fifo.chain.test.ts"],
     testTimeout: 30_000
   }
 })
