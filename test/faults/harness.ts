@@ -82,8 +82,15 @@ export const runAgentsWithKills = async (options: {
   const crashes: Array<string> = []
   const span = () => Math.round(options.killEvery[0] + options.random() * (options.killEvery[1] - options.killEvery[0]))
   let nextKill = options.sends() + span()
+  // `finished` reads logs and queues: asked twice a second, not on every turn of the loop
+  let checkedAt = 0
+  const finished = async () => {
+    if (Date.now() - checkedAt < 500) return false
+    checkedAt = Date.now()
+    return options.finished()
+  }
   try {
-    while (!(await options.finished())) {
+    while (!(await finished())) {
       if (Date.now() - began > options.timeoutMs) {
         const status = options.status === undefined ? "" : `: ${await options.status()}`
         const agents = live.map((agent) => agent.stderr().slice(-1500)).join("\n---\n")

@@ -9,7 +9,7 @@
  * from the lineage log (test/support/pipelines/lineage.ts); see harness.ts for the definitions.
  *
  * Environment: `PIPELINE_LEDGER=off` runs without the transition ledger and only reports forks
- * and duplicate runs. `FAULT_RECORDS` (default 300), `FAULT_SEED` (default 11) and
+ * and duplicate runs. `FAULT_RECORDS` (default 200), `FAULT_SEED` (default 11) and
  * `FAULT_AGENTS_MS` (time allowed to the agents, default 40 s) change the run.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -34,7 +34,7 @@ import {
   startCli
 } from "./harness.ts"
 
-const RECORDS = Number(process.env["FAULT_RECORDS"] ?? 300)
+const RECORDS = Number(process.env["FAULT_RECORDS"] ?? 200)
 const SEED = Number(process.env["FAULT_SEED"] ?? 11)
 const AGENTS_MS = Number(process.env["FAULT_AGENTS_MS"] ?? 40_000)
 
