@@ -3,11 +3,8 @@
  * file, so one folder holds a pipeline's whole state. A batch of claims is one `BEGIN IMMEDIATE`
  * transaction, atomic across the processes that share the file.
  */
-import { mkdirSync } from "node:fs"
-import { join, resolve } from "node:path"
-import { DatabaseSync } from "node:sqlite"
-import { Clock, Duration, Effect, Layer, Schedule } from "effect"
-import { DATABASE_FILE } from "./LocalQueue.ts"
+import { Clock, Duration, Effect, Layer } from "effect"
+import { inTransaction, isBusy, openDatabase } from "./SqliteFile.ts"
 import { CLAIM_TTL, type Claim, type ClaimResult, LedgerError, TransitionLedger } from "./TransitionLedger.ts"
 
 const SCHEMA = `
@@ -21,41 +18,12 @@ CREATE TABLE IF NOT EXISTS ledger (
 ) WITHOUT ROWID;
 `
 
-const SQLITE_BUSY = 5
-const SQLITE_LOCKED = 6
-
-const ledgerError = (operation: string, cause: unknown): LedgerError => {
-  const errcode = typeof cause === "object" && cause !== null ? (cause as { errcode?: unknown }).errcode : undefined
-  const code = typeof errcode === "number" ? errcode & 0xff : undefined
-  return new LedgerError({
-    operation,
-    message: cause instanceof Error ? cause.message : String(cause),
-    retryable: code === SQLITE_BUSY || code === SQLITE_LOCKED,
-    cause
-  })
-}
+const ledgerError = (operation: string, cause: unknown): LedgerError =>
+  new LedgerError({ operation, message: cause instanceof Error ? cause.message : String(cause), retryable: isBusy(cause), cause })
 
 export const makeLocalLedger = (directory: string) =>
   Effect.gen(function*() {
-    const folder = resolve(directory)
-    const db = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => {
-          mkdirSync(folder, { recursive: true })
-          const db = new DatabaseSync(join(folder, DATABASE_FILE), { timeout: 5000 })
-          try {
-            db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            db.exec(SCHEMA)
-          } catch (error) {
-            db.close()
-            throw error
-          }
-          return db
-        },
-        catch: (cause) => ledgerError("OpenDatabase", cause)
-      }).pipe(Effect.retry({ while: (error) => error.retryable, schedule: Schedule.spaced("50 millis"), times: 40 })),
-      (db) => Effect.sync(() => db.isOpen && db.close())
-    )
+    const db = yield* openDatabase(directory, SCHEMA, 5000, (_file, cause) => ledgerError("OpenDatabase", cause))
     const statements = {
       holder: db.prepare(`SELECT message_id, expires_at FROM ledger WHERE trace_id = ? AND step = ?`),
       take: db.prepare(
@@ -65,20 +33,7 @@ export const makeLocalLedger = (directory: string) =>
     }
 
     const transaction = <A>(operation: string, body: () => A) =>
-      Effect.try({
-        try: () => {
-          db.exec("BEGIN IMMEDIATE")
-          try {
-            const result = body()
-            db.exec("COMMIT")
-            return result
-          } catch (error) {
-            db.exec("ROLLBACK")
-            throw error
-          }
-        },
-        catch: (cause) => ledgerError(operation, cause)
-      })
+      Effect.try({ try: () => inTransaction(db, body), catch: (cause) => ledgerError(operation, cause) })
 
     return TransitionLedger.of({
       enabled: true,

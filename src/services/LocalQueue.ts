@@ -11,10 +11,8 @@
  * - Times come from Effect's `Clock` (wall clock unless a test provides another one).
  */
 import { createHash, randomUUID } from "node:crypto"
-import { mkdirSync } from "node:fs"
 import { join, resolve } from "node:path"
-import { DatabaseSync } from "node:sqlite"
-import { Clock, Effect, Layer, Option, Schedule, type Scope } from "effect"
+import { Clock, Effect, Layer, Option, type Scope } from "effect"
 import {
   type BatchResult,
   type EntryFailure,
@@ -29,6 +27,9 @@ import {
   type ReceiveOptions
 } from "./Queue.ts"
 import { DataDirConfig } from "./DataDir.ts"
+import { DATABASE_FILE, inTransaction, isBusy, openDatabase } from "./SqliteFile.ts"
+
+export { DATABASE_FILE }
 
 export interface LocalQueueOptions {
   /** Folder holding the database file; created if missing. */
@@ -43,7 +44,6 @@ export interface LocalQueueOptions {
   readonly pollIntervalMs?: number | undefined
 }
 
-export const DATABASE_FILE = "queue.sqlite"
 export const DEFAULT_VISIBILITY_TIMEOUT = 30
 export const DEFAULT_MAX_RECEIVE_COUNT = 5
 /** FIFO deduplication window, as in SQS. */
@@ -99,21 +99,12 @@ interface CountsRow {
   readonly delayed: number
 }
 
-const sqliteCode = (cause: unknown): number | undefined => {
-  const errcode = typeof cause === "object" && cause !== null ? (cause as { errcode?: unknown }).errcode : undefined
-  // extended result codes carry the primary code in the low byte
-  return typeof errcode === "number" ? errcode & 0xff : undefined
-}
-const SQLITE_BUSY = 5
-const SQLITE_LOCKED = 6
-
 const queueError = (operation: string, queueUrl: string, cause: unknown): QueueError => {
-  const code = sqliteCode(cause)
   return new QueueError({
     operation,
     queueUrl,
     message: cause instanceof Error ? cause.message : String(cause),
-    retryable: code === SQLITE_BUSY || code === SQLITE_LOCKED,
+    retryable: isBusy(cause),
     cause
   })
 }
@@ -150,27 +141,7 @@ export const makeLocalQueue = (
       return yield* invalid("CreateQueue", file, `maxReceiveCount must be an integer 1..1000, got ${maxReceiveCount}`)
     }
 
-    const db = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => {
-          mkdirSync(directory, { recursive: true })
-          const db = new DatabaseSync(file, { timeout: options.busyTimeoutMs ?? 5000 })
-          try {
-            db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            db.exec(SCHEMA)
-          } catch (error) {
-            db.close()
-            throw error
-          }
-          return db
-        },
-        catch: (cause) => queueError("OpenDatabase", file, cause)
-      }).pipe(
-        // two processes creating the file at once can briefly see it locked
-        Effect.retry({ while: (error) => error.retryable, schedule: Schedule.spaced("50 millis"), times: 40 })
-      ),
-      (db) => Effect.sync(() => db.isOpen && db.close())
-    )
+    const db = yield* openDatabase(directory, SCHEMA, options.busyTimeoutMs ?? 5000, (file, cause) => queueError("OpenDatabase", file, cause))
 
     const statements = {
       insert: db.prepare(
@@ -221,17 +192,7 @@ export const makeLocalQueue = (
       insertDedup: db.prepare(`INSERT INTO fifo_dedup (queue, dedup_id, message_id, expires_at) VALUES (?, ?, ?, ?)`)
     }
 
-    const transaction = <A>(body: () => A): A => {
-      db.exec("BEGIN IMMEDIATE")
-      try {
-        const result = body()
-        db.exec("COMMIT")
-        return result
-      } catch (error) {
-        if (db.isTransaction) db.exec("ROLLBACK")
-        throw error
-      }
-    }
+    const transaction = <A>(body: () => A): A => inTransaction(db, body)
 
     /** Runs synchronous database work, turning anything thrown into a `QueueError`. */
     const attempt = <A>(operation: string, queueUrl: string, body: () => A): Effect.Effect<A, QueueError> =>

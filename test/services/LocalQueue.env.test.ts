@@ -52,13 +52,15 @@ const receiveUntilGone = (queue: Queue["Service"]) =>
   })
 
 describe("PIPELINE_MAX_RECEIVE_COUNT", () => {
-  it.effect("2: the third receive moves the message to pipeline-dlq, unchanged", () =>
+  it.effect("2: the third receive moves the message to pipeline-dlq, its body unchanged, with the reason", () =>
     Effect.gen(function*() {
       const queue = yield* sendOne
       assert.deepStrictEqual(yield* receiveUntilGone(queue), [1, 2])
       const [dead] = yield* queue.receive(DLQ)
       assert.strictEqual(dead!.body, "{\"id\":\"m\"}")
-      assert.deepStrictEqual(dead!.attributes, { kind: "test" })
+      assert.strictEqual(dead!.attributes["kind"], "test")
+      assert.strictEqual(dead!.attributes["error.tag"], "MaxReceiveCountExceeded")
+      assert.strictEqual(dead!.attributes["error.receive_count"], "2")
     }).pipe(withEnv({ PIPELINE_MAX_RECEIVE_COUNT: "2" })))
 
   it.effect("unset: 5 receives", () =>
