@@ -57,7 +57,7 @@ export const lastWriter = (dir: string): number | undefined => {
  * Keeps `agents` agents running and kills them with SIGKILL as the work goes on: after every
  * `killEvery` sends (a random number in that range, counted by `sends` from an independent
  * record), one agent that is up gets SIGKILL and a new one is started. Half the kills come at once,
- * half wait for the next send and hit the agent that ran a mutation last: the window between a
+ * half (and the first) wait for the next send and hit the agent that ran a mutation last: the window between a
  * successor's send and its parent's delete, in which a death leaves two messages. Counting in sends
  * rather than seconds keeps the number of kills the same on a slow or busy machine. Once
  * `finished` says so, every agent gets SIGTERM and must exit 0.
@@ -106,7 +106,7 @@ export const runAgentsWithKills = async (options: {
       const ready = live.flatMap((agent, index) => (isReady(agent) ? [index] : []))
       if (options.sends() >= nextKill && ready.length > 0) {
         let index = ready[Math.floor(options.random() * ready.length)]!
-        if (options.random() < 0.5) {
+        if (kills === 0 || options.random() < 0.5) {
           const before = options.sends()
           const until = Date.now() + 1000
           while (options.sends() === before && Date.now() < until) await sleep(2)
@@ -124,7 +124,8 @@ export const runAgentsWithKills = async (options: {
       await sleep(20)
     }
     // agents that have not logged their start yet could die of SIGTERM before handling it
-    while (!live.every(isReady)) await sleep(100)
+    const exited = (agent: Started) => agent.child.exitCode !== null || agent.child.signalCode !== null
+    while (!live.every((agent) => isReady(agent) || exited(agent))) await sleep(100)
     for (const agent of live) agent.child.kill("SIGTERM")
     const exits = await Promise.all(live.map((agent) => agent.exit))
     for (const exit of exits) {

@@ -16,7 +16,7 @@ import "../support/awsEnv.ts"
 import { CreateTableCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb"
 import { GetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { assert, describe, it } from "@effect/vitest"
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll } from "vitest"
@@ -103,6 +103,8 @@ describe("fault suite on moto through a faulty proxy", () => {
     assert.strictEqual(produced.code, 0, produced.stderr)
     assert.include(produced.stdout, `sent ${RECORDS} records`)
 
+    // FAULT_KEEP=1 keeps the folder, with the proxy's log in it, for a look after the run
+    const keepLog = () => process.env["FAULT_KEEP"] !== undefined && writeFileSync(join(dir, "proxy-log.json"), JSON.stringify(proxy.log))
     const chaos = await runAgentsWithKills({
       start: () => startCli(["agent", ...PIPELINE, "--concurrency", "10"], env),
       agents: 2,
@@ -112,10 +114,13 @@ describe("fault suite on moto through a faulty proxy", () => {
       lineageDir,
       finished: async () => doneIds(readLineage(lineageDir)).size === RECORDS && (await messagesIn(queue.queueUrl)) === 0,
       timeoutMs: AGENTS_MS,
-      status: async () =>
-        `${dir}: ${doneIds(readLineage(lineageDir)).size} of ${RECORDS} done, ${readLineage(lineageDir).filter((line) => line.k === "run").length} runs, ${await messagesIn(queue.queueUrl)} messages in the queue, produced in ${producedIn} ms, ${proxy.log.length} requests: ${JSON.stringify(Object.fromEntries(Object.entries(Object.groupBy(proxy.log, (entry) => `${entry.action} ${entry.fault} ${entry.status}`)).map(([key, list]) => [key, list?.length])))}`
+      status: async () => {
+        keepLog()
+        return `${dir}: ${doneIds(readLineage(lineageDir)).size} of ${RECORDS} done, ${readLineage(lineageDir).filter((line) => line.k === "run").length} runs, ${await messagesIn(queue.queueUrl)} messages in the queue, produced in ${producedIn} ms, ${proxy.log.length} requests: ${JSON.stringify(Object.fromEntries(Object.entries(Object.groupBy(proxy.log, (entry) => `${entry.action} ${entry.fault} ${entry.status}`)).map(([key, list]) => [key, list?.length])))}`
+      }
     })
     await proxy.close()
+    keepLog()
 
     const lineage = analyseLineage(readLineage(lineageDir), ids)
     const sent = sqsSends(proxy.log)
