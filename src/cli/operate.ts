@@ -37,7 +37,7 @@ export const excerpt = (body: string, length = EXCERPT) => {
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
 
 const age = (seconds: number | null) =>
-  seconds === null ? "oldest: not known (SQS reports it to CloudWatch only)"
+  seconds === null ? "oldest: not known"
     : seconds < 120 ? `oldest ${seconds} s`
     : seconds < 7200 ? `oldest ${Math.round(seconds / 60)} min`
     : `oldest ${(seconds / 3600).toFixed(1)} h`

@@ -12,7 +12,7 @@ export interface Status {
     readonly visible: number
     readonly inFlight: number
     readonly delayed: number
-    /** Age of the oldest message; null where the queue does not tell (SQS, see `oldestAgeSeconds`). */
+    /** Age of the oldest message; null until the Queue service reports it (SQS has it in CloudWatch only, not in GetQueueAttributes). */
     readonly oldestAgeSeconds: number | null
   }
   readonly deadLetters: {
