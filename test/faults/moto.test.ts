@@ -8,7 +8,7 @@
  * (test/support/pipelines/lineage.ts); see harness.ts for the definitions.
  *
  * Environment: `PIPELINE_LEDGER=off` runs without the transition ledger and only reports forks
- * and duplicate runs (the no-fork assertions need the ledger). `FAULT_RECORDS` (default 40: moto is slow on a busy 2-core machine; 300 fit in about 3 minutes),
+ * and duplicate runs (the no-fork assertions need the ledger). `FAULT_RECORDS` (default 30: moto answers slowly on a busy 2-core machine, ~200 ms a PutItem, ~1 s a ReceiveMessage; 150 records took 3 minutes),
  * `FAULT_SEED` (default 11) and `FAULT_RATE` (each fault kind's probability, default 0.05)
  * change the run.
  */
@@ -36,7 +36,7 @@ import {
   startCli
 } from "./harness.ts"
 
-const RECORDS = Number(process.env["FAULT_RECORDS"] ?? 40)
+const RECORDS = Number(process.env["FAULT_RECORDS"] ?? 30)
 const SEED = Number(process.env["FAULT_SEED"] ?? 11)
 const RATE = Number(process.env["FAULT_RATE"] ?? 0.05)
 /** Time for the agents to finish; the test's own timeout is this plus a minute's margin when raised. */

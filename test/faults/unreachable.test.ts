@@ -61,7 +61,7 @@ describe("agent with an unreachable endpoint", { timeout: 40_000 }, () => {
     dirs.push(dir)
     const lineageDir = join(dir, "lineage")
     mkdirSync(lineageDir)
-    const ids = recordIds(5)
+    const ids = recordIds(3)
     // produced straight to moto; the agent goes through the endpoint that is not there yet
     const produced = await startCli(["produce", ...PIPELINE, ...ids], { PIPELINE_QUEUE_URL: queue.queueUrl }).exit
     assert.strictEqual(produced.code, 0, produced.stderr)
