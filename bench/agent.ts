@@ -237,16 +237,19 @@ const agentScenario = <E, L>(
     if (wire !== undefined) clear(wire)
 
     const allDone = yield* Deferred.make<number>()
+    const stop = yield* Deferred.make<void>()
     const started = performance.now()
     const stats = yield* runAgent({
       queueUrl,
       concurrency: CONCURRENCY,
       untilEmpty: false,
       waitSeconds: 20,
-      stop: Effect.asVoid(Deferred.await(allDone)),
+      stop,
       progressEvery: "5 millis",
       onProgress: (stats) =>
-        stats.succeeded + stats.failed >= TRANSITIONS ? Deferred.succeed(allDone, performance.now()) : Effect.void
+        stats.succeeded + stats.failed >= TRANSITIONS
+          ? Deferred.succeed(allDone, performance.now()).pipe(Effect.andThen(Deferred.succeed(stop, undefined)))
+          : Effect.void
     }).pipe(Effect.timeout(SCENARIO_TIMEOUT_MS))
     const finished = yield* Deferred.await(allDone)
     const requests = { ...trace.requests }

@@ -6,11 +6,11 @@
 import { Context, Deferred, Effect, Exit, Layer } from "effect"
 
 export class Shutdown extends Context.Service<Shutdown, {
-  /** Runs `body` with an effect that completes when a stop is requested. */
-  graceful<A, E, R>(body: (stop: Effect.Effect<void>) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R>
+  /** Runs `body` with a Deferred completed when a stop is requested. */
+  graceful<A, E, R>(body: (stop: Deferred.Deferred<void>) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R>
 }>()("pipeline/cli/Shutdown") {
   /** Never asks to stop: for tests and embedded use. */
-  static readonly never = Layer.succeed(Shutdown, Shutdown.of({ graceful: (body) => body(Effect.never) }))
+  static readonly never = Layer.succeed(Shutdown, Shutdown.of({ graceful: (body) => Effect.suspend(() => body(Deferred.makeUnsafe<void>())) }))
 
   /** Listens to process signals; `interrupt` ends the program the hard way. */
   static readonly onSignals = (interrupt: () => void) =>
@@ -40,7 +40,7 @@ export class Shutdown extends Context.Service<Shutdown, {
           graceful: (body) =>
             Effect.acquireUseRelease(
               Effect.sync(() => gracefulBodies++),
-              () => body(Deferred.await(requested)),
+              () => body(requested),
               () => Effect.sync(() => gracefulBodies--)
             )
         })

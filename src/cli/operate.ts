@@ -3,7 +3,7 @@
  * selects (SQS with PIPELINE_QUEUE_URL, else the local queue). The programs do the work
  * (`src/programs/status.ts`, `src/programs/deadLetters.ts`); this file parses, picks layers, prints.
  */
-import { Console, Effect, Option, Schema } from "effect"
+import { Console, Effect, Option, Schema, Deferred } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
   type DeadLetter,
@@ -86,7 +86,7 @@ export const status = Command.make(
     yield* shutdown.graceful((stop) =>
       Effect.race(
         Effect.forever(refresh.pipe(Effect.andThen(Effect.sleep(WATCH_EVERY)))),
-        stop
+        Deferred.await(stop)
       )
     )
   }, Effect.provide(queueBackendsLayer))

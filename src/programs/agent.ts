@@ -21,8 +21,8 @@ export interface AgentOptions {
   readonly untilEmpty: boolean
   /** Long-poll wait; 20 s is SQS's maximum. */
   readonly waitSeconds: number
-  /** Completes when the agent should stop (a signal, a test). */
-  readonly stop: Effect.Effect<void>
+  /** Completed when the agent should stop (a signal, a test). */
+  readonly stop: Deferred.Deferred<void>
   /** Called about every `progressEvery` with the running totals. */
   readonly onProgress?: ((stats: AgentStats) => Effect.Effect<void>) | undefined
   readonly progressEvery?: Duration.Input | undefined
@@ -43,7 +43,7 @@ const retryBriefly = Schedule.exponential("100 millis").pipe(Schedule.upTo({ dur
 
 /** Delay before the `attempt`-th retry of an unreachable queue: 0.2 s doubling to 30 s, ±20% jitter so agents spread out. */
 export const unreachableBackoff = (attempt: number, random: number = Math.random()): Duration.Duration =>
-  Duration.millis(Math.min(200 * 2 ** Math.min(attempt - 1, 8), 30_000) * (0.8 + 0.4 * random))
+  Duration.millis(Math.round(Math.min(200 * 2 ** Math.min(attempt - 1, 8), 30_000) * (0.8 + 0.4 * random)))
 
 export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const queue = yield* Queue
@@ -51,15 +51,11 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const startedAt = yield* Clock.currentTimeMillis
   const totals = { received: 0, succeeded: 0, failed: 0, inFlight: 0, released: 0, receiveErrors: 0 }
   const stats = Effect.map(Clock.currentTimeMillis, (now): AgentStats => ({ ...totals, elapsedMillis: now - startedAt }))
-  let stopping = false
-  const stopped = yield* Deferred.make<void>()
-  yield* Effect.forkChild(options.stop.pipe(Effect.andThen(() => {
-    stopping = true
-    return Deferred.succeed(stopped, undefined)
-  })))
+  // read synchronously, so a stop that lands as a receive answers is seen before its messages start
+  const stopping = () => Deferred.isDoneUnsafe(options.stop)
   /** Runs `effect` unless the agent is told to stop first; a long poll in progress is abandoned (its request aborted). */
   const unlessStopped = <A, E>(effect: Effect.Effect<A, E>) =>
-    Effect.raceFirst(effect.pipe(Effect.map(Option.some)), Effect.as(Deferred.await(stopped), Option.none<A>()))
+    Effect.raceFirst(effect.pipe(Effect.map(Option.some)), Effect.as(Deferred.await(options.stop), Option.none<A>()))
 
   /** A long-running consumer outlives its queue's outages: it waits for the queue, however long, until told to stop. */
   const reachQueue = Effect.gen(function*() {
@@ -150,7 +146,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   let lastReceiveFoundNothing = false
 
   const poll = Effect.gen(function*() {
-    while (!stopping) {
+    while (!stopping()) {
       if (options.untilEmpty && lastReceiveFoundNothing && (yield* queueIsEmpty)) return
       const slotsTaken = yield* unlessStopped(takeSlots)
       if (Option.isNone(slotsTaken)) return
@@ -176,9 +172,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       if (Option.isSome(received)) consecutiveReceiveErrors = 0
       if (messages.length < wanted) yield* Semaphore.release(slots, wanted - messages.length)
       if (messages.length === 0) continue
-      // a stop signalled while the answer was on its way is seen before the messages are started
-      yield* Effect.yieldNow
-      if (stopping) {
+      if (stopping()) {
         yield* release(messages)
         yield* Semaphore.release(slots, messages.length)
         return
@@ -198,7 +192,6 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const progressFiber = yield* Effect.forkChild(progress)
 
   yield* poll
-  stopping = true
   yield* Effect.logInfo(`stopping: finishing ${totals.inFlight} messages in flight`).pipe(
     Effect.when(Effect.succeed(totals.inFlight > 0))
   )

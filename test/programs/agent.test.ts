@@ -35,7 +35,7 @@ const produce = (count: number) =>
     assert.strictEqual(result.successful.length, count)
   })
 
-const options = { queueUrl: QUEUE, concurrency: 25, untilEmpty: true, waitSeconds: 20, stop: Effect.never }
+const options = { queueUrl: QUEUE, concurrency: 25, untilEmpty: true, waitSeconds: 20, stop: Deferred.makeUnsafe<void>() }
 
 describe("agent (memory queue)", () => {
   it.live("runs 50 records to done and stops when the queue is empty", () =>
@@ -82,7 +82,7 @@ describe("agent (memory queue)", () => {
         receive: (queueUrl, receiveOptions) =>
           queue.receive(queueUrl, receiveOptions).pipe(Effect.tap(() => Deferred.succeed(stop, undefined)))
       }))
-      const stats = yield* runAgent({ ...options, untilEmpty: false, stop: Deferred.await(stop) }).pipe(Effect.provide(lateAnswer))
+      const stats = yield* runAgent({ ...options, untilEmpty: false, stop }).pipe(Effect.provide(lateAnswer))
       assert.strictEqual(stats.released, 5)
       assert.strictEqual(stats.received, 0)
       const attributes = yield* queue.attributes(QUEUE)
@@ -134,7 +134,7 @@ describe("agent (memory queue)", () => {
       yield* produce(20)
       const stop = yield* Deferred.make<void>()
       const fiber = yield* Effect.forkChild(
-        runAgent({ ...options, concurrency: 5, untilEmpty: false, stop: Deferred.await(stop) }).pipe(Effect.provide(inProcessRunner(slow)))
+        runAgent({ ...options, concurrency: 5, untilEmpty: false, stop }).pipe(Effect.provide(inProcessRunner(slow)))
       )
       yield* Effect.sleep("100 millis")
       yield* Deferred.succeed(stop, undefined)
@@ -169,7 +169,7 @@ describe("agent (memory queue)", () => {
       const control = yield* MemoryQueueControl
       control.faults.request = (operation, queueUrl) => queueFailure(operation, queueUrl, true)
       const stop = yield* Deferred.make<void>()
-      const fiber = yield* Effect.forkChild(runAgent({ ...options, untilEmpty: false, stop: Deferred.await(stop) }))
+      const fiber = yield* Effect.forkChild(runAgent({ ...options, untilEmpty: false, stop }))
       yield* Effect.sleep("1500 millis") // a few attempts in
       yield* Deferred.succeed(stop, undefined)
       const stats = yield* Fiber.join(fiber).pipe(Effect.timeout("1 second"))

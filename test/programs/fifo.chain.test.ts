@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Deferred } from "effect"
 import type { AnyPipeline } from "../../src/domain/Pipeline.ts"
 import { Attribute } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
@@ -93,7 +93,7 @@ const runChain = (queueUrl: string, count: number) =>
     const ids = Array.from({ length: count }, (_, i) => `greet-${i}`)
     yield* produceInputs(queueUrl, ids)
     const done = new Set<string>()
-    const stats = yield* runAgent({ queueUrl, concurrency: 10, untilEmpty: true, waitSeconds: 1, stop: Effect.never }).pipe(
+    const stats = yield* runAgent({ queueUrl, concurrency: 10, untilEmpty: true, waitSeconds: 1, stop: Deferred.makeUnsafe<void>() }).pipe(
       Effect.provide(inProcessRunner(observedGreeting(done)))
     )
     assert.sameMembers([...done], ids, "every record reached done")

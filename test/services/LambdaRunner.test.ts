@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import { Effect, Layer, type Scope } from "effect"
+import { Effect, Layer, type Scope, Deferred } from "effect"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { handleEvent, type HandlerServices } from "../../src/lambda/handler.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
@@ -253,7 +253,7 @@ describe("agent with the lambda runner", () => {
         }
       })
 
-      const stats = yield* runAgent({ queueUrl: QUEUE, concurrency: 25, untilEmpty: true, waitSeconds: 20, stop: Effect.never }).pipe(
+      const stats = yield* runAgent({ queueUrl: QUEUE, concurrency: 25, untilEmpty: true, waitSeconds: 20, stop: Deferred.makeUnsafe<void>() }).pipe(
         Effect.provide(lambdaRunner(FUNCTION))
       )
       assert.strictEqual(stats.succeeded, count * 3, "two steps and the done pass per record")
