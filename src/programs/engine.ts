@@ -162,9 +162,9 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const outcomes: Array<Outcome> = []
     // each place in a chain is advanced by one message only: claim them all before running anything
     const ledger = yield* Effect.serviceOption(TransitionLedger)
-    const claims = messages.map(claimOf)
+    const claims = Option.isNone(ledger) ? [] : messages.map(claimOf)
     const claimed = Option.isNone(ledger)
-      ? claims.map(() => "Won" as const)
+      ? messages.map(() => "Won" as const)
       : yield* ledger.value.claim(claims).pipe(
         Effect.retry({ schedule: retry, while: isRetryable }),
         Effect.catch((error) =>
@@ -188,7 +188,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       )
       outcomes.push({ _tag: "Duplicate", message })
     }
-    yield* Metric.update(duplicatesSkipped, outcomes.length)
+    if (outcomes.length > 0) yield* Metric.update(duplicatesSkipped, outcomes.length)
 
     const decided = yield* Effect.forEach(toRun, decide, { concurrency: settings.concurrency })
     // on its last allowed receive a failing message is dead-lettered here, with its reason, rather
