@@ -340,9 +340,14 @@ describe("engine: failures left for redelivery", () => {
       assert.deepStrictEqual(errors.get("throw"), { _tag: "Defect", message: "TypeError: bug in step" })
       assert.strictEqual((yield* messages(QUEUE)).length, 2)
       assert.deepStrictEqual((yield* messages(DLQ)), [])
-      const warnings = logs.lines.filter((l) => l.level === "Warn").map((l) => l.message)
+      const warnings = logs.lines.filter((l) => l.level === "Warn")
       for (const outcome of outcomes) {
-        assert.include(warnings, `message ${outcome.message.messageId} left for redelivery: Defect`)
+        const line = warnings.find((l) => l.message === `message ${outcome.message.messageId} left for redelivery: Defect`)
+        assert.deepStrictEqual(line?.annotations, {
+          messageId: outcome.message.messageId,
+          error: "Defect",
+          reason: outcome._tag === "Failed" ? outcome.error.message : ""
+        })
       }
     }).pipe(Effect.provide(Layer.merge(queues(), logs.layer)))
   })
@@ -366,6 +371,24 @@ describe("engine: failures left for redelivery", () => {
       assert.strictEqual(counters.attempts, attempts, "no attempts after giving up")
       assert.strictEqual((yield* messages(QUEUE)).length, 1)
     }).pipe(Effect.provide(queues({ retryFor: Duration.seconds(3) }))))
+
+  it.effect("on its last allowed receive a failing message is dead-lettered with its reason, even beside messages that advance", () =>
+    Effect.gen(function*() {
+      const queue = yield* Queue
+      yield* send(QUEUE, [{ id: "bug", plan: "die" }])
+      // four deliveries that were never handled; the fifth is the last the queue allows (maxReceiveCount 5)
+      for (let i = 0; i < 4; i++) {
+        const [delivery] = yield* queue.receive(QUEUE)
+        yield* queue.changeVisibility(QUEUE, [{ id: "v", receiptHandle: delivery!.receiptHandle }], 0)
+      }
+      yield* send(QUEUE, [{ id: "fine", plan: "ok" }])
+      const outcomes = yield* pass(jobs)
+      assert.sameMembers(tags(outcomes), ["DeadLettered", "Advanced"])
+      const [dead] = yield* messages(DLQ)
+      assert.strictEqual(JSON.parse(dead!.body).id, "bug")
+      assert.strictEqual(dead!.attributes["error.tag"], "Defect")
+      assert.strictEqual(dead!.attributes["error.receive_count"], "5")
+    }).pipe(Effect.provide(queues())))
 
   it.effect("a batch works on at most `concurrency` messages at once", () =>
     Effect.gen(function*() {

@@ -58,7 +58,7 @@ describe("parseInputs", () => {
     const { messages, invalid } = parseInputs(counters, QUEUE, [
       input("k1"),
       input(`{"key":`, "records.jsonl line 2"),
-      input(`{"key":"k3","count":"many"}`, "records.jsonl line 3"),
+      input(`{"key":3,"count":"many"}`, "records.jsonl line 3"),
       input("k4")
     ])
     assert.deepStrictEqual(messages.map((m) => [m.id, JSON.parse(m.body).key]), [["i0", "k1"], ["i1", "k4"]])
@@ -66,7 +66,8 @@ describe("parseInputs", () => {
     assert.strictEqual(invalid[0]!.source, "records.jsonl line 2")
     assert.match(invalid[0]!.reason, /^not JSON: \S/)
     assert.strictEqual(invalid[1]!.source, "records.jsonl line 3")
-    assert.include(invalid[1]!.reason, `["count"]`)
+    assert.include(invalid[1]!.reason, `["key"]`)
+    assert.include(invalid[1]!.reason, `["count"]`, "every failing field, not just the first")
   })
 
   it("on a FIFO queue each record gets its id as group and its transition id as dedup id", () => {

@@ -7,7 +7,7 @@ import { Effect, Fiber, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { sendAll } from "../../src/programs/sendAll.ts"
 import { MemoryQueueControl, memoryQueueLayer, queueFailure } from "../../src/services/MemoryQueue.ts"
-import type { OutgoingMessage } from "../../src/services/Queue.ts"
+import type { OutgoingMessage, QueueError } from "../../src/services/Queue.ts"
 
 const QUEUE = "q"
 const entries = (count: number): Array<OutgoingMessage> => Array.from({ length: count }, (_, i) => ({ id: `e${i}`, body: `body ${i}` }))
@@ -80,6 +80,7 @@ describe("sendAll", () => {
       assert.deepStrictEqual([...failures.keys()], ["e1"])
       const failure = failures.get("e1")!
       assert.strictEqual(failure._tag, "QueueError")
+      assert.strictEqual((failure as QueueError).operation, "SendMessageBatch")
       assert.strictEqual(failure.message, "1 entries were not sent")
       assert.isTrue(failure.retryable)
       assert.deepStrictEqual(sent, ["e0", "e1", "e1", "e1"], "sent once and resent twice")
