@@ -417,6 +417,7 @@ describe("engine: FIFO chains", () => {
       }])
       const seen: Array<unknown> = []
       for (let i = 0; i < 3; i++) {
+        assert.strictEqual((yield* messages(FIFO)).length, 1, `before pass ${i + 1} the record is on the queue, not deduplicated away`)
         const outcomes = yield* pass(greetingPipeline, FIFO)
         seen.push(...outcomes.map((o) => o._tag))
       }
