@@ -304,7 +304,8 @@ describe("npm run deploy on moto", () => {
   })
 })
 
-describe("npm run publish on moto", () => {
+// publish builds the zip when the source changed since the last build: minutes on a busy 2-core machine
+describe("npm run publish on moto", { timeout: 120_000 }, () => {
   it("replaces the function's code with the local zip, and nothing else", async () => {
     // code that is not this build's, as after someone else's publish
     const stale = writeZip([{ name: "dist/lambda/handler.js", data: Buffer.from("export const handler = async () => ({})\n"), mode: 0o644 }])
