@@ -20,7 +20,8 @@ export interface Transition {
 export const canonicalJson = (value: unknown): string =>
   JSON.stringify(value, (_key, inner: unknown) =>
     inner !== null && typeof inner === "object" && !Array.isArray(inner)
-      ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      // the default sort orders by UTF-16 code units, the same on every engine
+      ? Object.fromEntries(Object.keys(inner).sort().map((key) => [key, (inner as Record<string, unknown>)[key]]))
       : inner)
 
 export const transitionId = (recordId: string, encodedState: unknown): string =>
@@ -51,7 +52,7 @@ export const toAttributes = (transition: Transition): Record<string, string> => 
 export const fromAttributes = (attributes: Readonly<Record<string, string>>, messageId: string): Transition => {
   const step = Number(attributes[Attribute.step])
   return {
-    step: Number.isSafeInteger(step) && step >= 0 ? step : 0,
+    step: Number.isSafeInteger(step) ? Math.max(step, 0) : 0,
     traceId: attributes[Attribute.traceId] ?? messageId,
     transitionId: attributes[Attribute.transitionId] ?? ""
   }
