@@ -107,12 +107,10 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       )
       yield* Fiber.interrupt(beating)
       const succeeded = messages.filter((message) => !failedIds.has(message.messageId))
-      if (succeeded.length > 0) {
-        const failures = yield* deleteAll(options.queueUrl, entries(succeeded), retryBriefly)
-        if (failures.size > 0) {
-          const [first] = failures.values()
-          yield* Effect.logWarning(`could not delete ${failures.size} handled messages (${first!.message}); they will be redelivered`)
-        }
+      const failures = yield* deleteAll(options.queueUrl, entries(succeeded), retryBriefly)
+      if (failures.size > 0) {
+        const reason = [...failures.values()][0]!.message
+        yield* Effect.logWarning(`could not delete ${failures.size} handled messages (${reason}); they will be redelivered`)
       }
       totals.succeeded += succeeded.length
       totals.failed += messages.length - succeeded.length
@@ -170,7 +168,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       const messages = Option.getOrElse(received, () => [])
       lastReceiveFoundNothing = Option.isSome(received) && messages.length === 0
       if (Option.isSome(received)) consecutiveReceiveErrors = 0
-      if (messages.length < wanted) yield* Semaphore.release(slots, wanted - messages.length)
+      yield* Semaphore.release(slots, wanted - messages.length)
       if (messages.length === 0) continue
       if (stopping()) {
         yield* release(messages)

@@ -186,3 +186,134 @@ describe("agent (memory queue)", () => {
     assert.strictEqual(millis(50, 1), 36_000)
   })
 })
+
+/** Collects the agent's log lines at a level. */
+const collectLogs = (level: "Error" | "Warn" | "Info") => {
+  const lines: Array<string> = []
+  const layer = Logger.layer([Logger.make((log) => {
+    if (log.logLevel === level) lines.push(String(log.message))
+  })])
+  return { lines, layer }
+}
+
+describe("agent limits and reports", () => {
+  it.live("asks for at most 10 messages a receive (SQS's limit) and never holds more than its concurrency", () =>
+    Effect.gen(function*() {
+      yield* produce(60)
+      const queue = yield* Queue
+      const asked: Array<number> = []
+      const recording = Layer.succeed(Queue, Queue.of({
+        ...queue,
+        receive: (queueUrl, receiveOptions) =>
+          Effect.sync(() => asked.push(receiveOptions?.maxMessages ?? 10)).pipe(Effect.andThen(queue.receive(queueUrl, receiveOptions)))
+      }))
+      const inner = yield* BatchRunner
+      let inFlight = 0
+      let most = 0
+      const counting = Layer.succeed(BatchRunner, BatchRunner.of({
+        run: (messages) =>
+          Effect.sync(() => {
+            inFlight += messages.length
+            most = Math.max(most, inFlight)
+          }).pipe(
+            Effect.andThen(Effect.sleep("20 millis")),
+            Effect.andThen(inner.run(messages)),
+            Effect.ensuring(Effect.sync(() => (inFlight -= messages.length)))
+          )
+      }))
+      const stats = yield* runAgent({ ...options, concurrency: 25 }).pipe(Effect.provide(Layer.merge(recording, counting)))
+      assert.strictEqual(stats.succeeded, 180)
+      assert.isAtMost(Math.max(...asked), 10)
+      assert.isAtMost(most, 25, "in flight at once")
+      assert.isAbove(most, 10, "several batches at once")
+    }).pipe(Effect.provide(withRunner())))
+
+  it.live("without until-empty it keeps polling an empty queue until stopped, and picks up what arrives", () =>
+    Effect.gen(function*() {
+      const stop = yield* Deferred.make<void>()
+      const started = Date.now()
+      const fiber = yield* Effect.forkChild(runAgent({
+        ...options,
+        untilEmpty: false,
+        waitSeconds: 0,
+        stop,
+        progressEvery: "10 millis",
+        onProgress: (stats) => stats.succeeded >= 6 ? Deferred.succeed(stop, undefined) : Effect.void
+      }))
+      yield* Effect.sleep("300 millis") // several empty receives
+      yield* produce(2)
+      const stats = yield* Fiber.join(fiber)
+      assert.strictEqual(stats.succeeded, 6)
+      assert.isAtLeast(stats.elapsedMillis, 250)
+      assert.isAtMost(stats.elapsedMillis, Date.now() - started + 50)
+    }).pipe(Effect.provide(withRunner())))
+
+  it.live("receive failures count their attempts, and the count starts over after a receive that works", () =>
+    Effect.gen(function*() {
+      yield* produce(1)
+      const control = yield* MemoryQueueControl
+      let receives = 0
+      control.faults.request = (operation, queueUrl) => {
+        if (operation !== "receive") return undefined
+        receives++
+        return receives === 1 || receives === 2 || receives === 4 ? queueFailure("ReceiveMessage", queueUrl, true) : undefined
+      }
+      const { layer, lines } = collectLogs("Error")
+      const stats = yield* runAgent(options).pipe(Effect.provide(layer))
+      assert.strictEqual(stats.succeeded, 3)
+      assert.deepStrictEqual(
+        lines.map((line) => /receive from work failed \(attempt (\d+): injected: throttled\)/.exec(line)?.[1]),
+        ["1", "2", "1"]
+      )
+    }).pipe(Effect.provide(withRunner())))
+
+  it.live("a heartbeat that cannot extend a message, and a delete that is refused, are logged as warnings", () =>
+    Effect.gen(function*() {
+      const slow = definePipeline({
+        ...greetingPipeline,
+        router: (record) =>
+          record.greeting === undefined
+            ? mutation<typeof record>("slowGreeting", (r) => Effect.sleep("700 millis").pipe(Effect.as({ ...r, greeting: "hello" })))
+            : done
+      })
+      yield* produce(1)
+      const queue = yield* Queue
+      // the receipt handles have gone stale: SQS refuses each entry
+      const refused = (entries: ReadonlyArray<{ readonly id: string }>) =>
+        Effect.succeed({ successful: [], failed: entries.map(({ id }) => ({ id, code: "ReceiptHandleIsInvalid", message: "gone", senderFault: true })) })
+      const stale = Layer.succeed(Queue, Queue.of({
+        ...queue,
+        changeVisibility: (_queueUrl, entries) => refused(entries),
+        delete: (_queueUrl, entries) => refused(entries)
+      }))
+      const { layer, lines } = collectLogs("Warn")
+      yield* runAgent({ ...options, untilEmpty: false, stop: Deferred.makeUnsafe<void>() }).pipe(
+        Effect.provide(Layer.mergeAll(Layer.provide(inProcessRunner(slow), stale), stale, layer)),
+        Effect.timeout("1500 millis"),
+        Effect.ignore
+      )
+      assert.isTrue(lines.some((line) => line === "heartbeat: 1 messages could not be extended"), lines.join("\n"))
+      assert.isTrue(lines.some((line) => line.startsWith("could not delete 1 handled messages (ReceiptHandleIsInvalid: gone)")), lines.join("\n"))
+    }).pipe(Effect.provide(services(1))), 10_000)
+
+  it.live("on stop it says how many messages it is finishing", () =>
+    Effect.gen(function*() {
+      const slow = definePipeline({
+        ...greetingPipeline,
+        router: (record) =>
+          record.greeting === undefined
+            ? mutation<typeof record>("slowGreeting", (r) => Effect.sleep("300 millis").pipe(Effect.as({ ...r, greeting: "hello" })))
+            : done
+      })
+      yield* produce(5)
+      const stop = yield* Deferred.make<void>()
+      const { layer, lines } = collectLogs("Info")
+      const fiber = yield* Effect.forkChild(
+        runAgent({ ...options, concurrency: 5, untilEmpty: false, stop }).pipe(Effect.provide(Layer.merge(inProcessRunner(slow), layer)))
+      )
+      yield* Effect.sleep("100 millis")
+      yield* Deferred.succeed(stop, undefined)
+      yield* Fiber.join(fiber)
+      assert.include(lines, "stopping: finishing 5 messages in flight")
+    }).pipe(Effect.provide(services())))
+})

@@ -3,11 +3,11 @@
  * its message leaves two successors for one place; only one of them may advance the chain.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Logger, Schema } from "effect"
+import { Effect, Layer, Logger, Metric, Schema } from "effect"
 import { PermanentError } from "../../src/domain/errors.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
-import { acknowledge, type Outcome, processBatch } from "../../src/programs/engine.ts"
+import { acknowledge, duplicatesSkipped, type Outcome, processBatch } from "../../src/programs/engine.ts"
 import { EngineSettings } from "../../src/programs/EngineSettings.ts"
 import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
 import { Queue, type QueueMessage } from "../../src/services/Queue.ts"
@@ -121,8 +121,12 @@ describe("engine with a transition ledger", () => {
       const [first, second] = successors
       yield* pass([first!])
       runs.length = 0
+      const skippedBefore = (yield* Metric.value(duplicatesSkipped)).count
       const outcomes = yield* pass([second!]).pipe(Effect.provide(collect))
       assert.deepStrictEqual(tags(outcomes), ["Duplicate"])
+      assert.strictEqual((yield* Metric.value(duplicatesSkipped)).count - skippedBefore, 1, "counted as pipeline_duplicates_skipped")
+      const snapshot = (yield* Metric.snapshot).find((metric) => metric.id === "pipeline_duplicates_skipped")
+      assert.isDefined(snapshot?.description)
       assert.deepStrictEqual(runs, [], "nothing ran for the copy")
       assert.isTrue(lines.some((line) => line.includes(`skipped message ${second!.messageId}`) && line.includes("step 1")), lines.join("\n"))
       const left = (yield* MemoryQueueControl).messages(QUEUE).map((message) => message.messageId)
@@ -156,6 +160,8 @@ describe("engine with a transition ledger", () => {
       }))
       const outcomes = yield* engine(messages).pipe(Effect.provide(unreachable))
       assert.deepStrictEqual(tags(outcomes), ["Failed"])
+      const [failed] = outcomes
+      assert.deepStrictEqual(failed!._tag === "Failed" ? failed.error : undefined, { _tag: "LedgerUnavailable", message: "transition ledger unavailable" })
       assert.deepStrictEqual(runs, [])
     }).pipe(Effect.provide(services())))
   it.live("the same record produced twice on purpose is two chains, and both run: only copies within one chain are duplicates", () =>
