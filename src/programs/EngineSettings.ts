@@ -27,6 +27,7 @@ export const SettingsConfig = Config.all({
   concurrency: PositiveInt("PIPELINE_CONCURRENCY").pipe(Config.withDefault(10))
 })
 
+// Stryker disable next-line StringLiteral: a service key; no other service has the mutant's key
 export class EngineSettings extends Context.Service<EngineSettings, Settings>()("pipeline/programs/EngineSettings") {
   /** For the Lambda handler and SQS: `PIPELINE_QUEUE_URL` is required. */
   static readonly layer = Layer.effect(
