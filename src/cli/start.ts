@@ -107,7 +107,16 @@ export const start = Command.make(
         ...dead.map((message) => `  ${message.body}  ${message.attributes["error.tag"]}: ${message.attributes["error.message"]}`),
         `time:                ${summary.seconds} s (${summary.transitions} transitions)`,
         `thumbnails made:     ${made} (${(made / Math.max(summary.seconds, 0.001)).toFixed(1)}/s)`,
-        `thumbnails on disk:  ${join(store.location, "thumbnails")}`
+        `thumbnails on disk:  ${join(store.location, "thumbnails")}`,
+        "",
+        "next:",
+        "  npm run cli -- status       the queue and the dead letters by reason",
+        ...(dead.length > 0
+          ? [
+            "  npm run cli -- dlq list     each dead letter with its reason and record",
+            "  npm run cli -- dlq redrive  send them back once the cause is fixed"
+          ]
+          : [])
       ].join("\n"))
     }).pipe(Effect.provide(services))
   }, Effect.scoped)

@@ -32,6 +32,7 @@ describe("npm start", { timeout: 120_000 }, () => {
     assert.strictEqual(first.code, 0, first.stderr)
     assert.include(first.stderr, "produced 6 records")
     assert.include(first.stdout, "records done:        5 of 6")
+    assert.include(first.stdout, "npm run cli -- dlq list", "the summary ends with the next commands")
     assert.include(first.stdout, "dead-letter queue:   1")
     assert.match(first.stdout, /"stock_no":"STK000004".*CorruptImage/)
     assert.include(first.stdout, "thumbnails made:     10")
