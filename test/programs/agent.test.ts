@@ -1,6 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Logger } from "effect"
-import { PermanentError } from "../../src/domain/errors.ts"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
@@ -33,6 +32,17 @@ const produce = (count: number) =>
       records.map((record, i) => ({ id: `p${i}`, body: JSON.stringify(record), attributes: toAttributes(initialTransition(record.id, record)) }))
     )
     assert.strictEqual(result.successful.length, count)
+  })
+
+/** The greeting pipeline with a first step that takes `millis` (and calls `onRun` each time it starts). */
+const slowGreeting = (millis: number, onRun: () => void = () => {}) =>
+  definePipeline({
+    ...greetingPipeline,
+    router: (record) =>
+      record.greeting === undefined
+        ? mutation<typeof record>("slowGreeting", (r) =>
+          Effect.sync(onRun).pipe(Effect.andThen(Effect.sleep(millis)), Effect.as({ ...r, greeting: "hello" })))
+        : done
   })
 
 const options = { queueUrl: QUEUE, concurrency: 25, untilEmpty: true, waitSeconds: 20, stop: Deferred.makeUnsafe<void>() }
@@ -107,14 +117,7 @@ describe("agent (memory queue)", () => {
   it.live("the heartbeat keeps a slow step's message invisible past its visibility timeout", () =>
     Effect.gen(function*() {
       let runs = 0
-      const slow = definePipeline({
-        ...greetingPipeline,
-        router: (record) =>
-          record.greeting === undefined
-            ? mutation<typeof record, PermanentError>("slowGreeting", (r) =>
-              Effect.sync(() => runs++).pipe(Effect.andThen(Effect.sleep("2500 millis")), Effect.as({ ...r, greeting: "hello" })))
-            : done
-      })
+      const slow = slowGreeting(2500, () => runs++)
       yield* produce(1)
       const stats = yield* runAgent({ ...options, concurrency: 2 }).pipe(Effect.provide(inProcessRunner(slow)))
       assert.strictEqual(runs, 1, "delivered once despite a 1 s visibility timeout")
@@ -124,13 +127,7 @@ describe("agent (memory queue)", () => {
 
   it.live("on stop it finishes in-flight work and receives nothing more", () =>
     Effect.gen(function*() {
-      const slow = definePipeline({
-        ...greetingPipeline,
-        router: (record) =>
-          record.greeting === undefined
-            ? mutation<typeof record>("slowGreeting", (r) => Effect.sleep("300 millis").pipe(Effect.as({ ...r, greeting: "hello" })))
-            : done
-      })
+      const slow = slowGreeting(300)
       yield* produce(20)
       const stop = yield* Deferred.make<void>()
       const fiber = yield* Effect.forkChild(
@@ -269,13 +266,7 @@ describe("agent limits and reports", () => {
 
   it.live("a heartbeat that cannot extend a message, and a delete that is refused, are logged as warnings", () =>
     Effect.gen(function*() {
-      const slow = definePipeline({
-        ...greetingPipeline,
-        router: (record) =>
-          record.greeting === undefined
-            ? mutation<typeof record>("slowGreeting", (r) => Effect.sleep("700 millis").pipe(Effect.as({ ...r, greeting: "hello" })))
-            : done
-      })
+      const slow = slowGreeting(700)
       yield* produce(1)
       const queue = yield* Queue
       // the receipt handles have gone stale: SQS refuses each entry
@@ -298,13 +289,7 @@ describe("agent limits and reports", () => {
 
   it.live("on stop it says how many messages it is finishing", () =>
     Effect.gen(function*() {
-      const slow = definePipeline({
-        ...greetingPipeline,
-        router: (record) =>
-          record.greeting === undefined
-            ? mutation<typeof record>("slowGreeting", (r) => Effect.sleep("300 millis").pipe(Effect.as({ ...r, greeting: "hello" })))
-            : done
-      })
+      const slow = slowGreeting(300)
       yield* produce(5)
       const stop = yield* Deferred.make<void>()
       const { layer, lines } = collectLogs("Info")
