@@ -16,7 +16,6 @@ export class BatchRunnerError extends Schema.TaggedError<BatchRunnerError>()("Ba
 export class BatchRunner extends Context.Service<BatchRunner, {
   /** Runs one batch; succeeds with the ids of the messages that failed. A failure fails the whole batch. */
   run(messages: ReadonlyArray<QueueMessage>): Effect.Effect<ReadonlySet<string>, BatchRunnerError>
-  // Stryker disable next-line StringLiteral: a service key; no other service has the mutant's key
 }>()("pipeline/programs/BatchRunner") {}
 
 /** The SQS event an event source mapping would hand to Lambda for these messages. */

@@ -93,7 +93,6 @@ export class Queue extends Context.Service<Queue, {
     seconds: number
   ): Effect.Effect<BatchResult, QueueError>
   attributes(queueUrl: string): Effect.Effect<QueueAttributes, QueueError>
-  // Stryker disable next-line StringLiteral: a service key; no other service has the mutant's key
 }>()("pipeline/services/Queue") {}
 
 export const isFifo = (queueUrl: string): boolean => queueUrl.endsWith(".fifo")
