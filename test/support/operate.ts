@@ -51,32 +51,27 @@ export const sendRaw = (env: Record<string, string>, bodies: ReadonlyArray<strin
       assert.strictEqual(result.failed.length, 0)
     }))
 
+/** Receives every message of a queue, each hidden for a minute: however slow, nothing comes round twice. */
+const receiveEverything = (queueUrl: string) =>
+  Effect.gen(function*() {
+    const queue = yield* Queue
+    const all: Array<QueueMessage> = []
+    while (true) {
+      const batch = yield* queue.receive(queueUrl, { maxMessages: 10, waitSeconds: all.length === 0 ? 1 : 0, visibilityTimeout: 60 })
+      if (batch.length === 0) return all
+      all.push(...batch)
+    }
+  })
+
 /** Every message in the pipeline's queue, taken off it. */
-export const drainSource = (env: Record<string, string>) =>
-  onBackend(env, (queueUrl) =>
-    Effect.gen(function*() {
-      const queue = yield* Queue
-      const all: Array<QueueMessage> = []
-      while (true) {
-        // hidden for a minute: however slow the drain, nothing comes round twice
-        const batch = yield* queue.receive(queueUrl, { maxMessages: 10, waitSeconds: all.length === 0 ? 1 : 0, visibilityTimeout: 60 })
-        if (batch.length === 0) return all
-        all.push(...batch)
-      }
-    }))
+export const drainSource = (env: Record<string, string>) => onBackend(env, receiveEverything)
 
 /** Every message in the pipeline's queue, left there: received, then made visible again. */
 export const peekSource = (env: Record<string, string>) =>
   onBackend(env, (queueUrl) =>
     Effect.gen(function*() {
-      const queue = yield* Queue
-      const all: Array<QueueMessage> = []
-      while (true) {
-        const batch = yield* queue.receive(queueUrl, { maxMessages: 10, waitSeconds: all.length === 0 ? 1 : 0, visibilityTimeout: 60 })
-        if (batch.length === 0) break
-        all.push(...batch)
-      }
-      yield* queue.changeVisibility(queueUrl, all.map((message, i) => ({ id: `p${i}`, receiptHandle: message.receiptHandle })), 0)
+      const all = yield* receiveEverything(queueUrl)
+      yield* (yield* Queue).changeVisibility(queueUrl, all.map((message, i) => ({ id: `p${i}`, receiptHandle: message.receiptHandle })), 0)
       return all
     }))
 
