@@ -11,7 +11,7 @@ import { Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, S
 import { isRetryable } from "../domain/errors.ts"
 import { Queue, type QueueMessage } from "../services/Queue.ts"
 import { BatchRunner } from "./BatchRunner.ts"
-import { deleteAll } from "./sendAll.ts"
+import { briefRetry, deleteAll } from "./sendAll.ts"
 
 export interface AgentOptions {
   readonly queueUrl: string
@@ -38,8 +38,6 @@ export interface AgentStats {
   readonly receiveErrors: number
   readonly elapsedMillis: number
 }
-
-const retryBriefly = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) }))
 
 /** Delay before the `attempt`-th retry of an unreachable queue: 0.2 s doubling to 30 s, ±20% jitter so agents spread out. */
 export const unreachableBackoff = (attempt: number, random: number = Math.random()): Duration.Duration =>
@@ -108,7 +106,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       )
       yield* Fiber.interrupt(beating)
       const succeeded = messages.filter((message) => !failedIds.has(message.messageId))
-      const failures = yield* deleteAll(options.queueUrl, entries(succeeded), retryBriefly)
+      const failures = yield* deleteAll(options.queueUrl, entries(succeeded), briefRetry)
       if (failures.size > 0) {
         const reason = [...failures.values()][0]!.message
         yield* Effect.logWarning(`could not delete ${failures.size} handled messages (${reason}); they will be redelivered`)

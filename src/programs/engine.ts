@@ -7,7 +7,7 @@
  * with their reason; retryable ones are retried in process, then left to SQS redelivery.
  * Acknowledging (deleting) is the caller's job: Lambda deletes what the handler does not report.
  */
-import { Duration, Effect, Metric, Option, Schedule, Schema } from "effect"
+import { Effect, Metric, Option, Schedule, Schema } from "effect"
 import {
   isRetryable,
   MalformedBody,
@@ -20,7 +20,7 @@ import { Attribute, fromAttributes, nextTransition, toAttributes, type Transitio
 import { isFifo, type OutgoingMessage, Queue, type QueueAttributes, type QueueError, type QueueMessage } from "../services/Queue.ts"
 import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
 import { EngineSettings } from "./EngineSettings.ts"
-import { deleteAll, sendAll } from "./sendAll.ts"
+import { briefRetry, deleteAll, sendAll } from "./sendAll.ts"
 
 /** What happened to one message. Every outcome but `Failed` is acknowledged. */
 export type Outcome =
@@ -77,8 +77,6 @@ export const decodeBody = <Rec>(
       Effect.mapError((error) => new SchemaViolation({ message: error.message }))
     )
   })
-
-const briefRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: Duration.seconds(5) }))
 
 type RedrivePolicy = Pick<QueueAttributes, "deadLetterQueueUrl" | "maxReceiveCount">
 
@@ -244,12 +242,6 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         for (const [index, decision] of deadLetters.entries()) {
           const failure = failures.get(`d${index}`)
           if (failure === undefined) {
-            // a redrive sends it back as a new message, which must be able to claim this place
-            if (Option.isSome(ledger)) {
-              yield* ledger.value.release([claimOf(decision.message)]).pipe(
-                Effect.catch((error) => Effect.logWarning(`could not release the ledger place of ${decision.message.messageId}: ${error.message}`))
-              )
-            }
             yield* Effect.logWarning(`dead-lettered message ${decision.message.messageId}: ${decision.error._tag}`).pipe(
               Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message, step: decision.stage })
             )
@@ -257,6 +249,13 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           } else {
             outcomes.push({ _tag: "Failed", message: decision.message, error: failure })
           }
+        }
+        // a redrive sends them back as new messages, which must be able to claim these places
+        const released = outcomes.flatMap((outcome) => outcome._tag === "DeadLettered" ? [claimOf(outcome.message)] : [])
+        if (Option.isSome(ledger) && released.length > 0) {
+          yield* ledger.value.release(released).pipe(
+            Effect.catch((error) => Effect.logWarning(`could not release the ledger places of ${released.length} dead letters: ${error.message}`))
+          )
         }
       }
     }

@@ -10,6 +10,9 @@ import { type BatchResult, type OutgoingMessage, Queue, QueueError, type Receipt
 
 const defaultRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))
 
+/** For calls that only tidy up (deletes): a failure costs a redelivery, not a record. */
+export const briefRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "5 seconds" }))
+
 /** Returns the failure of each entry (by id) that never made it; an empty map means all went through. */
 export const settleAll = Effect.fnUntraced(function*<Entry extends { readonly id: string }>(
   operation: string,
