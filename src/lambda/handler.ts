@@ -13,11 +13,11 @@ import { type Config, Effect, Layer, Logger, ManagedRuntime, Schema } from "effe
 import type { AnyPipeline, RuntimeServices } from "../domain/Pipeline.ts"
 import { builtinPipeline, defaultPipelineName } from "../pipelines/index.ts"
 import { acknowledge, failedMessageIds, processBatch } from "../programs/engine.ts"
-import { EngineSettings } from "../programs/EngineSettings.ts"
-import type { Queue, QueueError, QueueMessage } from "../services/Queue.ts"
-import * as S3ObjectStore from "../services/S3ObjectStore.ts"
+import { EngineSettings } from "../services/EngineSettings.ts"
+import type { Queue, QueueError, QueueMessage } from "../services/MessageQueue.ts"
+import * as S3ObjectStore from "../services/objectStore/s3.ts"
 import { sqsLedgerLayer } from "../services/backends.ts"
-import * as SqsQueue from "../services/SqsQueue.ts"
+import * as SqsQueue from "../services/queue/sqs.ts"
 
 const EventRecord = Schema.Struct({
   messageId: Schema.String,

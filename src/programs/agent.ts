@@ -9,8 +9,8 @@
  */
 import { Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore } from "effect"
 import { isRetryable } from "../domain/errors.ts"
-import { Queue, type QueueMessage } from "../services/Queue.ts"
-import { BatchRunner } from "./BatchRunner.ts"
+import { Queue, type QueueMessage } from "../services/MessageQueue.ts"
+import { BatchRunner } from "../services/BatchRunner.ts"
 import { briefRetry, deleteAll } from "./sendAll.ts"
 
 export interface AgentOptions {

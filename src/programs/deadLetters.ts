@@ -11,9 +11,9 @@
 import { Clock, Effect, Option, Schema } from "effect"
 import { Attribute } from "../domain/transition.ts"
 import { MessageMoveTasks, type MoveTask } from "../services/MessageMoveTasks.ts"
-import { isFifo, type OutgoingMessage, Queue, type QueueMessage } from "../services/Queue.ts"
+import { isFifo, type OutgoingMessage, Queue, type QueueMessage } from "../services/MessageQueue.ts"
 import { RedriveJournal } from "../services/RedriveJournal.ts"
-import { EngineSettings } from "./EngineSettings.ts"
+import { EngineSettings } from "../services/EngineSettings.ts"
 import { deleteAll, sendAll } from "./sendAll.ts"
 
 /** The attributes the engine puts on a dead letter (see the engine's `deadLetterAttributes`). */

@@ -17,9 +17,9 @@ import {
 } from "../domain/errors.ts"
 import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
-import { isFifo, type OutgoingMessage, Queue, type QueueAttributes, type QueueError, type QueueMessage } from "../services/Queue.ts"
+import { isFifo, type OutgoingMessage, Queue, type QueueAttributes, type QueueError, type QueueMessage } from "../services/MessageQueue.ts"
 import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
-import { EngineSettings } from "./EngineSettings.ts"
+import { EngineSettings } from "../services/EngineSettings.ts"
 import { briefRetry, deleteAll, sendAll } from "./sendAll.ts"
 
 /** What happened to one message. Every outcome but `Failed` is acknowledged. */

@@ -6,7 +6,7 @@
  */
 import { Effect, Schedule } from "effect"
 import { isRetryable, type StepFailure } from "../domain/errors.ts"
-import { type BatchResult, type OutgoingMessage, Queue, QueueError, type ReceiptEntry } from "../services/Queue.ts"
+import { type BatchResult, type OutgoingMessage, Queue, QueueError, type ReceiptEntry } from "../services/MessageQueue.ts"
 
 const defaultRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))
 

@@ -2,9 +2,9 @@
  * A pipeline's state at a glance: its queue's counts and the dead letters with their reasons.
  */
 import { Effect } from "effect"
-import { Queue } from "../services/Queue.ts"
+import { Queue } from "../services/MessageQueue.ts"
 import { countBy, peekDeadLetters } from "./deadLetters.ts"
-import { EngineSettings } from "./EngineSettings.ts"
+import { EngineSettings } from "../services/EngineSettings.ts"
 
 export interface Status {
   readonly queue: {

@@ -22,7 +22,7 @@
  */
 import { Config, Context, Effect, Layer, Schema, Semaphore } from "effect"
 import sharp from "sharp"
-import { readImageHeader, SNIFF_BYTES, sniffImageType } from "./ImageType.ts"
+import { readImageHeader, SNIFF_BYTES, sniffImageType } from "../domain/ImageType.ts"
 
 /** The header says more pixels than allowed: a decompression bomb, or simply too big. Permanent. */
 export class ImagePixelLimit extends Schema.TaggedError<ImagePixelLimit>()("ImagePixelLimit", {

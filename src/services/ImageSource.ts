@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { ByteSize, Config, Context, Duration, Effect, Layer, Schema, Stream } from "effect"
 import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
-import { type ImageType, SNIFF_BYTES, sniffImageType } from "./ImageType.ts"
+import { type ImageType, SNIFF_BYTES, sniffImageType } from "../domain/ImageType.ts"
 
 /** 404/410 over HTTP, or no such file. Permanent. */
 export class ImageNotFound extends Schema.TaggedError<ImageNotFound>()("ImageNotFound", {

@@ -14,7 +14,7 @@
  */
 import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda"
 import { Duration, Effect, Layer, Option, Schema } from "effect"
-import { BatchRunner, BatchRunnerError, toSqsEvent } from "../programs/BatchRunner.ts"
+import { BatchRunner, BatchRunnerError, toSqsEvent } from "./BatchRunner.ts"
 import { awsErrorMessage } from "./awsErrors.ts"
 
 export interface LambdaRunnerOptions {

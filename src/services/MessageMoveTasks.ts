@@ -14,7 +14,7 @@ import {
 } from "@aws-sdk/client-sqs"
 import { Context, Effect, Layer } from "effect"
 import { awsErrorMessage, isRetryableAwsError } from "./awsErrors.ts"
-import { QueueError } from "./Queue.ts"
+import { QueueError } from "./MessageQueue.ts"
 
 export interface MoveTask {
   readonly taskHandle: string | undefined

@@ -4,15 +4,15 @@
  * local bucket there. Same programs, same handler: only these layers differ.
  */
 import { Config, Effect, Layer, Option, Schema } from "effect"
-import { EngineSettings, SettingsConfig } from "../programs/EngineSettings.ts"
-import * as DynamoLedger from "./DynamoLedger.ts"
-import { LocalLedger } from "./LocalLedger.ts"
-import { LocalObjectStore } from "./LocalObjectStore.ts"
+import { EngineSettings, SettingsConfig } from "./EngineSettings.ts"
+import * as DynamoLedger from "./ledger/dynamo.ts"
+import { LocalLedger } from "./ledger/local.ts"
+import { LocalObjectStore } from "./objectStore/local.ts"
 import { DataDirConfig } from "./DataDir.ts"
-import { LocalQueue } from "./LocalQueue.ts"
+import { LocalQueue } from "./queue/local.ts"
 import { MessageMoveTasks } from "./MessageMoveTasks.ts"
-import * as S3ObjectStore from "./S3ObjectStore.ts"
-import * as SqsQueue from "./SqsQueue.ts"
+import * as S3ObjectStore from "./objectStore/s3.ts"
+import * as SqsQueue from "./queue/sqs.ts"
 import { TransitionLedger } from "./TransitionLedger.ts"
 
 /** The embedded queue's name (its dead-letter queue is `pipeline-dlq`). */

@@ -13,7 +13,7 @@ import { Config, Context, Effect, Layer, Option, Schema, Semaphore, Stream } fro
 import { type ObjectInfo, type ObjectNotFound, ObjectStore, type ObjectStoreError } from "../../services/ObjectStore.ts"
 import { Image, type ImageError } from "../../services/Image.ts"
 import { ImageSource, type ImageSourceError } from "../../services/ImageSource.ts"
-import { IMAGE_TYPES } from "../../services/ImageType.ts"
+import { IMAGE_TYPES } from "../../domain/ImageType.ts"
 import {
   hasSize,
   rawKey,

@@ -2,7 +2,7 @@
  * An in-memory `ObjectStore` for unit tests; `MemoryObjectStoreControl` exposes its contents.
  */
 import { Context, Effect, Layer, Option, Stream } from "effect"
-import { isSafeKey, ObjectNotFound, type ObjectInfo, ObjectStore, ObjectStoreError } from "./ObjectStore.ts"
+import { isSafeKey, ObjectNotFound, type ObjectInfo, ObjectStore, ObjectStoreError } from "../ObjectStore.ts"
 
 interface StoredBytes {
   readonly bytes: Uint8Array

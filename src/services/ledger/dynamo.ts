@@ -13,8 +13,8 @@ import {
   PutItemCommand
 } from "@aws-sdk/client-dynamodb"
 import { Clock, Config, Duration, Effect, Layer } from "effect"
-import { type Claim, CLAIM_TTL, type ClaimResult, LedgerError, TransitionLedger } from "./TransitionLedger.ts"
-import { awsErrorMessage, isRetryableAwsError } from "./awsErrors.ts"
+import { type Claim, CLAIM_TTL, type ClaimResult, LedgerError, TransitionLedger } from "../TransitionLedger.ts"
+import { awsErrorMessage, isRetryableAwsError } from "../awsErrors.ts"
 
 /** Conditional writes of one call that may be in flight at once. */
 const CLAIM_CONCURRENCY = 10

@@ -20,8 +20,8 @@ import {
   ObjectStore,
   ObjectStoreError,
   type StoredObject
-} from "./ObjectStore.ts"
-import { awsErrorMessage, isRetryableAwsError } from "./awsErrors.ts"
+} from "../ObjectStore.ts"
+import { awsErrorMessage, isRetryableAwsError } from "../awsErrors.ts"
 
 export interface S3ObjectStoreOptions {
   /** Keys per ListObjectsV2 request, 1 to 1000; default 1000 (S3's own maximum). */

@@ -6,7 +6,7 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
 import { handleEvent } from "../lambda/handler.ts"
-import type { QueueMessage } from "../services/Queue.ts"
+import type { QueueMessage } from "./MessageQueue.ts"
 
 export class BatchRunnerError extends Schema.TaggedError<BatchRunnerError>()("BatchRunnerError", {
   message: Schema.String,

@@ -20,8 +20,8 @@ import {
   ObjectStore,
   ObjectStoreError,
   type StoredObject
-} from "./ObjectStore.ts"
-import { DataDirConfig } from "./DataDir.ts"
+} from "../ObjectStore.ts"
+import { DataDirConfig } from "../DataDir.ts"
 
 export const RESERVED_DIR = ".objectstore"
 /** Temp files older than this are left over from crashed puts and removed at start-up. */

@@ -4,8 +4,8 @@
  * transaction, atomic across the processes that share the file.
  */
 import { Clock, Duration, Effect, Layer } from "effect"
-import { inTransaction, isBusy, openDatabase } from "./SqliteFile.ts"
-import { CLAIM_TTL, type Claim, type ClaimResult, LedgerError, TransitionLedger } from "./TransitionLedger.ts"
+import { inTransaction, isBusy, openDatabase } from "../SqliteFile.ts"
+import { CLAIM_TTL, type Claim, type ClaimResult, LedgerError, TransitionLedger } from "../TransitionLedger.ts"
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS ledger (

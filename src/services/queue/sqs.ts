@@ -29,8 +29,8 @@ import {
   type QueueMessage,
   type ReceiptEntry,
   type ReceiveOptions
-} from "./Queue.ts"
-import { awsErrorMessage, isRetryableAwsError } from "./awsErrors.ts"
+} from "../MessageQueue.ts"
+import { awsErrorMessage, isRetryableAwsError } from "../awsErrors.ts"
 
 /** Batch requests of one call that may be in flight at once. */
 const CHUNK_CONCURRENCY = 4

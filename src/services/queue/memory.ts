@@ -15,7 +15,7 @@ import {
   type QueueMessage,
   type ReceiptEntry,
   type ReceiveOptions
-} from "./Queue.ts"
+} from "../MessageQueue.ts"
 
 export interface StoredMessage {
   readonly messageId: string

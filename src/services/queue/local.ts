@@ -25,9 +25,9 @@ import {
   type QueueMessage,
   type ReceiptEntry,
   type ReceiveOptions
-} from "./Queue.ts"
-import { DataDirConfig } from "./DataDir.ts"
-import { DATABASE_FILE, inTransaction, isBusy, openDatabase } from "./SqliteFile.ts"
+} from "../MessageQueue.ts"
+import { DataDirConfig } from "../DataDir.ts"
+import { DATABASE_FILE, inTransaction, isBusy, openDatabase } from "../SqliteFile.ts"
 
 export { DATABASE_FILE }
 
