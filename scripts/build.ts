@@ -17,11 +17,11 @@
  * and sharp ships prebuilt libvips for linux-arm64 as it does for x64.
  */
 import { type BuildOptions, build as esbuild } from "esbuild"
+import { zipSync, type Zippable } from "fflate"
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { dirname, join, relative, sep } from "node:path"
 import { parseArgs } from "node:util"
-import { crc32, deflateRawSync } from "node:zlib"
 
 export const root = join(import.meta.dirname, "..")
 export const architectures = ["arm64", "x86_64"] as const
@@ -184,61 +184,23 @@ export const zipEntries = (handlerJs: Uint8Array, modules: string): Array<ZipEnt
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
 }
 
+/** 1980-01-01 00:00 (the zip format's epoch) local time: fflate writes local time, so this is the same in any time zone. */
+const zipTime = new Date(1980, 0, 1)
+
 /**
- * A zip (PKZIP 2.0: deflate, no zip64) of `entries`. Every entry has the same timestamp
- * (1980-01-01 00:00, the format's epoch) so equal contents give equal bytes.
+ * A zip of `entries`, in their order, deflated, every entry with the same timestamp so that equal
+ * contents give equal bytes, and made on Unix so unzip (and Lambda) apply the mode. fflate's
+ * default level 6: level 9 makes it 0.1% smaller (sharp's libvips is most of it) in half again the time.
  */
 export const writeZip = (entries: ReadonlyArray<ZipEntry>): Buffer => {
-  const dosTime = 0
-  const dosDate = (1 << 5) | 1 // 1980-01-01
-  const locals: Array<Buffer> = []
-  const centrals: Array<Buffer> = []
-  let offset = 0
+  // fflate writes no zip64; Lambda's own limits (250 MB unpacked) keep far from it
+  if (entries.length > 0xffff) throw new Error("the zip would need zip64")
+  const files: Zippable = {}
   for (const entry of entries) {
-    const name = Buffer.from(entry.name, "utf8")
-    const deflated = deflateRawSync(entry.data, { level: 9 })
-    const [method, body] = deflated.length < entry.data.length ? [8, deflated] : [0, entry.data]
-    const crc = crc32(entry.data)
-    const local = Buffer.alloc(30)
-    local.writeUInt32LE(0x04034b50, 0)
-    local.writeUInt16LE(20, 4) // version needed: 2.0
-    local.writeUInt16LE(0x0800, 6) // flags: names are UTF-8
-    local.writeUInt16LE(method, 8)
-    local.writeUInt16LE(dosTime, 10)
-    local.writeUInt16LE(dosDate, 12)
-    local.writeUInt32LE(crc, 14)
-    local.writeUInt32LE(body.length, 18)
-    local.writeUInt32LE(entry.data.length, 22)
-    local.writeUInt16LE(name.length, 26)
-    local.writeUInt16LE(0, 28) // extra field length
-    const central = Buffer.alloc(46)
-    central.writeUInt32LE(0x02014b50, 0)
-    central.writeUInt16LE((3 << 8) | 20, 4) // made by: Unix, 2.0 (so the mode below is read)
-    central.writeUInt16LE(20, 6)
-    central.writeUInt16LE(0x0800, 8)
-    central.writeUInt16LE(method, 10)
-    central.writeUInt16LE(dosTime, 12)
-    central.writeUInt16LE(dosDate, 14)
-    central.writeUInt32LE(crc, 16)
-    central.writeUInt32LE(body.length, 20)
-    central.writeUInt32LE(entry.data.length, 24)
-    central.writeUInt16LE(name.length, 28)
-    // extra, comment, disk number, internal attributes: 0
-    central.writeUInt32LE(((0o100000 | entry.mode) << 16) >>> 0, 38) // external attributes: regular file + mode
-    central.writeUInt32LE(offset, 42)
-    locals.push(local, name, body)
-    centrals.push(central, name)
-    offset += local.length + name.length + body.length
+    files[entry.name] = [entry.data, { mtime: zipTime, os: 3, attrs: ((0o100000 | entry.mode) << 16) >>> 0 }]
   }
-  const directory = Buffer.concat(centrals)
-  if (entries.length > 0xffff || offset + directory.length > 0xffffffff) throw new Error("the zip would need zip64")
-  const end = Buffer.alloc(22)
-  end.writeUInt32LE(0x06054b50, 0)
-  end.writeUInt16LE(entries.length, 8)
-  end.writeUInt16LE(entries.length, 10)
-  end.writeUInt32LE(directory.length, 12)
-  end.writeUInt32LE(offset, 16)
-  return Buffer.concat([...locals, directory, end])
+  const zip = zipSync(files)
+  return Buffer.from(zip.buffer, zip.byteOffset, zip.byteLength)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,13 +5,14 @@
  * outside the repository and loaded, sharp and all, when this machine can run it.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { unzipSync } from "fflate"
 import { execFile } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll } from "vitest"
-import { type Architecture, bundlePath, root, sharpVersion, stageSharp, writeZip, zipEntries, zipPath } from "../../scripts/build.ts"
+import { type Architecture, bundlePath, root, sharpVersion, stageSharp, zipEntries, zipPath } from "../../scripts/build.ts"
 
 const execFileAsync = promisify(execFile)
 
@@ -105,22 +106,46 @@ describe("npm run build", () => {
     assert.deepStrictEqual(entries.filter((e) => e.name.startsWith("dist/")).map((e) => e.name), ["dist/lambda/handler.js", "dist/lambda/package.json"])
   })
 
-  it("stores regular files that Lambda's user can read", () => {
+  it("stores regular files that Lambda's user can read, executables still executable", () => {
+    const modules = stageSharp("arm64")
     for (const { name, mode } of entries) {
       assert.strictEqual(mode & 0o170000, 0o100000, name)
       assert.strictEqual(mode & 0o444, 0o444, name)
+      if (name.startsWith("node_modules/")) {
+        assert.strictEqual(mode & 0o777, (statSync(join(modules, name.slice("node_modules/".length))).mode & 0o777) | 0o644, name)
+      }
     }
+    assert.isTrue(entries.some(({ mode }) => (mode & 0o111) !== 0), "some file of sharp's packages is executable (semver's bin)")
   })
 
-  it("gives the same bytes for the same inputs (so an unchanged deploy uploads nothing)", () => {
-    // fixed timestamps and order; the inputs are pinned here, as other edits may be under way in src/
+  it("gives the same bytes for the same inputs, in any time zone (so an unchanged deploy uploads nothing)", async () => {
     for (const entry of entries) assert.deepStrictEqual(entry.time, [1980, 1, 1, 0, 0, 0], entry.name)
-    const handlerJs = readFileSync(bundlePath)
-    const modules = stageSharp("arm64")
-    const first = writeZip(zipEntries(handlerJs, modules))
-    const second = writeZip(zipEntries(handlerJs, modules))
-    assert.isTrue(first.equals(second))
-  })
+    // the inputs are pinned here, as other edits may be under way in src/
+    const directory = mkdtempSync(join(tmpdir(), "zip-inputs-"))
+    try {
+      const handler = join(directory, "handler.js")
+      writeFileSync(handler, readFileSync(bundlePath))
+      const script = [
+        `import { readFileSync, writeFileSync } from "node:fs"`,
+        `const { stageSharp, writeZip, zipEntries } = await import(${JSON.stringify(join(root, "scripts", "build.ts"))})`,
+        `writeFileSync(process.argv[2], writeZip(zipEntries(readFileSync(process.argv[1]), stageSharp("arm64"))))`
+      ].join("\n")
+      // two builds of the zip; its timestamps are local time, so at the far ends of the world's time zones
+      const zips = await Promise.all(["Pacific/Kiritimati", "Pacific/Pago_Pago"].map(async (TZ, i) => {
+        const zip = join(directory, `${i}.zip`)
+        await execFileAsync(process.execPath, ["--input-type=module", "-e", script, handler, zip], { env: { ...process.env, TZ } })
+        return readFileSync(zip)
+      }))
+      assert.isTrue(zips[0]!.equals(zips[1]!))
+      // and it unpacks to exactly the files it was given
+      const given = zipEntries(readFileSync(handler), stageSharp("arm64"))
+      const unpacked = unzipSync(zips[0]!)
+      assert.deepStrictEqual(Object.keys(unpacked), given.map((entry) => entry.name))
+      for (const entry of given) assert.isTrue(entry.data.equals(unpacked[entry.name]!), entry.name)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  }, 60_000)
 })
 
 // The x86_64 zip runs on an x86_64 Linux build machine: unpack it away from the repository's
