@@ -6,7 +6,7 @@
  *   successor with SendMessage, let sqs-consumer delete);
  * - the agent on the embedded SQLite queue, in a temporary folder.
  *
- * Requests are counted where they are made: the agent's by wrapping the `Queue` service (a send or
+ * Requests are counted where they are made: the agent's by wrapping the `MessageQueue` service (a send or
  * delete of n entries is ceil(n/10) requests, as SqsQueue makes them), the baseline's by a
  * middleware on its SQS clients. On moto, a counting proxy in front of the server also counts what
  * actually went over the wire, as a check on both.
@@ -36,17 +36,15 @@ import { Consumer } from "sqs-consumer"
 import { fromAttributes, initialTransition, nextTransition, toAttributes } from "../src/domain/transition.ts"
 import { Greeting, greetingPipeline } from "../src/pipelines/greeting.ts"
 import { runAgent } from "../src/programs/agent.ts"
-import { inProcessRunner } from "../src/programs/BatchRunner.ts"
-import { EngineSettings } from "../src/programs/EngineSettings.ts"
-import { LocalQueue, makeLocalQueue } from "../src/services/LocalQueue.ts"
-import { MemoryObjectStoreLayer } from "../src/services/MemoryObjectStore.ts"
-import { MAX_BATCH, Queue, type QueueError } from "../src/services/Queue.ts"
-import * as SqsQueue from "../src/services/SqsQueue.ts"
-import * as DynamoLedger from "../src/services/DynamoLedger.ts"
-import { LocalLedger } from "../src/services/LocalLedger.ts"
+import { inProcessRunner } from "../src/programs/inProcessRunner.ts"
+import { EngineSettings } from "../src/services/EngineSettings.ts"
+import { MAX_BATCH } from "../src/domain/messages.ts"
+import { MessageQueue, type QueueError } from "../src/services/MessageQueue.ts"
 import { TransitionLedger } from "../src/services/TransitionLedger.ts"
 import { createLedgerTable, createQueue } from "../test/support/aws.ts"
 import { startMoto } from "../test/support/moto.ts"
+import * as LocalQueue from "../src/services/queue/local.ts"
+import { ObjectStore } from "../src/services/ObjectStore.ts"
 
 const RECORDS = Number(process.env["BENCH_RECORDS"] ?? 200)
 const CONCURRENCY = Number(process.env["BENCH_CONCURRENCY"] ?? 40)
@@ -101,14 +99,14 @@ const resetTrace = (trace: AgentTrace) => {
 const requestsFor = (entries: number) => Math.ceil(entries / MAX_BATCH)
 
 /**
- * The `Queue` service below it, counting requests by SQS operation. `attributes` costs a
+ * The `MessageQueue` service below it, counting requests by SQS operation. `attributes` costs a
  * GetQueueUrl more on SQS when the queue has a dead-letter queue (SqsQueue resolves its URL).
  */
-const countingQueue = <E>(below: Layer.Layer<Queue, E>, trace: AgentTrace, sqs: boolean) =>
+const countingQueue = <E>(below: Layer.Layer<MessageQueue, E>, trace: AgentTrace, sqs: boolean) =>
   Layer.effect(
-    Queue,
+    MessageQueue,
     Effect.gen(function*() {
-      const inner = yield* Queue
+      const inner = yield* MessageQueue
       const count = (operation: string, n: number) => Effect.sync(() => add(trace.requests, operation, n))
       const timed = <A>(operation: string, effect: Effect.Effect<A, QueueError>) =>
         Effect.suspend(() => {
@@ -118,7 +116,7 @@ const countingQueue = <E>(below: Layer.Layer<Queue, E>, trace: AgentTrace, sqs: 
             add(trace.calls, operation)
           })))
         })
-      return Queue.of({
+      return MessageQueue.of({
         send: (queueUrl, messages) =>
           count("SendMessageBatch", requestsFor(messages.length)).pipe(
             Effect.tap(() => Effect.sync(() => trace.entriesPerSend.push(messages.length))),
@@ -209,12 +207,12 @@ interface Result {
 /** Records arriving one at a time, through a queue client of their own (not counted). */
 interface Trickle {
   readonly gapMillis: number
-  readonly producer: Effect.Effect<Queue["Service"], QueueError, Scope.Scope>
+  readonly producer: Effect.Effect<MessageQueue["Service"], QueueError, Scope.Scope>
 }
 
 const agentScenario = <E, L>(
   name: string,
-  queueLayer: Layer.Layer<Queue, E>,
+  queueLayer: Layer.Layer<MessageQueue, E>,
   queueUrl: string,
   sqs: boolean,
   wire?: Counts,
@@ -222,9 +220,9 @@ const agentScenario = <E, L>(
   ledger: Layer.Layer<TransitionLedger, L> = TransitionLedger.layerNone
 ) => {
   const trace = newTrace()
-  const services = Layer.mergeAll(countingQueue(queueLayer, trace, sqs), MemoryObjectStoreLayer, EngineSettings.make({ queueUrl }), ledger)
+  const services = Layer.mergeAll(countingQueue(queueLayer, trace, sqs), ObjectStore.layerMemory, EngineSettings.layerWith({ queueUrl }), ledger)
   return Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     if (trickle === undefined) {
       const seeded = yield* queue.send(queueUrl, initialMessages())
       if (seeded.failed.length > 0) return yield* Effect.die(new Error(`seeding failed: ${seeded.failed[0]!.message}`))
@@ -465,29 +463,29 @@ const main = async () => {
   try {
     const results: Array<Result> = []
     const agentQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
-    results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", SqsQueue.layer, agentQueue.queueUrl, true, proxy.wire)))
+    results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", MessageQueue.layerSqs, agentQueue.queueUrl, true, proxy.wire)))
     const ledgerQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
     results.push(await Effect.runPromise(agentScenario(
       "agent, moto, DynamoDB ledger",
-      SqsQueue.layer,
+      MessageQueue.layerSqs,
       ledgerQueue.queueUrl,
       true,
       proxy.wire,
       undefined,
-      DynamoLedger.layer(await createLedgerTable())
+      TransitionLedger.layerDynamo(await createLedgerTable())
     )))
 
     const baselineQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
     // seeded through SqsQueue, not counted
     await Effect.runPromise(
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         return yield* queue.send(baselineQueue.queueUrl, initialMessages())
-      }).pipe(Effect.provide(SqsQueue.layer))
+      }).pipe(Effect.provide(MessageQueue.layerSqs))
     )
     results.push(await baselineScenario(baselineQueue.queueUrl, proxy.wire))
 
-    const localQueue: Layer.Layer<Queue, QueueError> = LocalQueue.layerAt({ directory: dataDir, visibilityTimeout: 30 })
+    const localQueue: Layer.Layer<MessageQueue, QueueError> = MessageQueue.layerLocal({ directory: dataDir, visibilityTimeout: 30 })
     results.push(await Effect.runPromise(agentScenario("agent, local queue (SQLite)", localQueue, "pipeline", false)))
     results.push(await Effect.runPromise(agentScenario(
       "agent, local queue, local ledger",
@@ -496,7 +494,7 @@ const main = async () => {
       false,
       undefined,
       undefined,
-      LocalLedger.layerAt(dataDir)
+      TransitionLedger.layerLocal(dataDir)
     )))
     // the same, with records arriving one every TRICKLE_GAP ms instead of a backlog
     results.push(await Effect.runPromise(agentScenario(
@@ -505,7 +503,7 @@ const main = async () => {
       "trickle",
       false,
       undefined,
-      { gapMillis: TRICKLE_GAP_MS, producer: makeLocalQueue({ directory: dataDir }) }
+      { gapMillis: TRICKLE_GAP_MS, producer: LocalQueue.make({ directory: dataDir }) }
     )))
 
     console.log("")

@@ -8,9 +8,10 @@ import { Effect, Layer } from "effect"
 import { initialTransition, toAttributes } from "../src/domain/transition.ts"
 import { greetingPipeline } from "../src/pipelines/greeting.ts"
 import { processBatch } from "../src/programs/engine.ts"
-import { EngineSettings } from "../src/programs/EngineSettings.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../src/services/MemoryQueue.ts"
-import type { QueueMessage } from "../src/services/Queue.ts"
+import { EngineSettings } from "../src/services/EngineSettings.ts"
+import { MemoryQueueControl } from "../src/services/queue/memory.ts"
+import type { QueueMessage } from "../src/domain/messages.ts"
+import { MessageQueue } from "../src/services/MessageQueue.ts"
 
 const BATCHES = Number(process.env["BENCH_BATCHES"] ?? 2000)
 const ROUNDS = 5
@@ -39,7 +40,7 @@ const engineRound = (batches: ReadonlyArray<ReadonlyArray<QueueMessage>>) =>
     const elapsed = performance.now() - started
     if (control.messages("bench").length !== batches.length * 10) throw new Error("engine lost successors")
     return elapsed
-  }).pipe(Effect.provide(Layer.mergeAll(memoryQueueLayer(), EngineSettings.make({ queueUrl: "bench" }))))
+  }).pipe(Effect.provide(Layer.mergeAll(MessageQueue.layerMemory(), EngineSettings.layerWith({ queueUrl: "bench" }))))
 
 // --- the baseline: the same steps by hand --------------------------------------------------------
 const baselineRound = (batches: ReadonlyArray<ReadonlyArray<QueueMessage>>) => {

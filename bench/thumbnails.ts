@@ -33,14 +33,10 @@ import { ConfigProvider, Duration, Effect, Layer } from "effect"
 import sharp from "sharp"
 import { makeThumbnailPipeline, rawKey, ThumbnailSizesConfig, ThumbnailSteps } from "../src/pipelines/thumbnails/index.ts"
 import { acknowledge, processBatch } from "../src/programs/engine.ts"
-import { EngineSettings } from "../src/programs/EngineSettings.ts"
+import { EngineSettings } from "../src/services/EngineSettings.ts"
 import { makeSampleImages, type SampleImage } from "../src/pipelines/thumbnails/sampleImages.ts"
-import { MemoryObjectStoreLayer } from "../src/services/MemoryObjectStore.ts"
-import { LocalObjectStore } from "../src/services/LocalObjectStore.ts"
-import { LocalQueue } from "../src/services/LocalQueue.ts"
-import { memoryQueueLayer } from "../src/services/MemoryQueue.ts"
 import { ObjectStore } from "../src/services/ObjectStore.ts"
-import { Queue } from "../src/services/Queue.ts"
+import { MessageQueue } from "../src/services/MessageQueue.ts"
 
 const IMAGES = Number(process.env["BENCH_IMAGES"] ?? 20)
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 5)
@@ -84,12 +80,12 @@ const pipelineRound = (
 ) => {
   const dataDir = options.local ? mkdtempSync(join(tmpdir(), "bench-thumbnails-")) : undefined
   const backends = dataDir === undefined
-    ? Layer.mergeAll(memoryQueueLayer({ [QUEUE]: {} }), MemoryObjectStoreLayer)
-    : Layer.mergeAll(LocalQueue.layerAt({ directory: dataDir }), LocalObjectStore.layerAt(join(dataDir, "bucket")))
+    ? Layer.mergeAll(MessageQueue.layerMemory({ [QUEUE]: {} }), ObjectStore.layerMemory)
+    : Layer.mergeAll(MessageQueue.layerLocal({ directory: dataDir }), ObjectStore.layerLocal(join(dataDir, "bucket")))
   const pipeline = makeThumbnailPipeline(sizes)
   const processMessages = processBatch(pipeline)
   return Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const store = yield* ObjectStore
     if (options.rawInBucket !== undefined) {
       for (const [key, raw] of options.rawInBucket) yield* store.put(key, raw.bytes, raw.contentType)
@@ -119,7 +115,7 @@ const pipelineRound = (
   }).pipe(
     Effect.provide(
       Layer.mergeAll(
-        EngineSettings.make({ queueUrl: QUEUE, retryFor: Duration.seconds(5) }),
+        EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5) }),
         ThumbnailSteps.layer.pipe(
           Layer.provideMerge(backends),
           Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IMAGE_SOURCE: imageSource })))

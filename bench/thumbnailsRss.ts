@@ -17,12 +17,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, Layer } from "effect"
 import { makeHandler } from "../src/lambda/handler.ts"
-import { toSqsEvent } from "../src/programs/BatchRunner.ts"
-import { thumbnailPipeline } from "../src/pipelines/thumbnails/index.ts"
-import { EngineSettings } from "../src/programs/EngineSettings.ts"
-import { LocalObjectStore } from "../src/services/LocalObjectStore.ts"
-import { memoryQueueLayer } from "../src/services/MemoryQueue.ts"
-import { Queue } from "../src/services/Queue.ts"
+import { toSqsEvent } from "../src/domain/sqsEvent.ts"
+import { makeThumbnailPipeline } from "../src/pipelines/thumbnails/index.ts"
+import { CurrentPipeline } from "../src/services/CurrentPipeline.ts"
+import { EngineSettings } from "../src/services/EngineSettings.ts"
+import { MessageQueue } from "../src/services/MessageQueue.ts"
+import { ObjectStore } from "../src/services/ObjectStore.ts"
 
 const mb = (kilobytes: number) => Math.round((kilobytes / 1024) * 10) / 10
 /**
@@ -39,23 +39,23 @@ const queueUrl = "https://sqs.bench/000000000000/thumbnails"
 const bucket = mkdtempSync(join(tmpdir(), "thumbnails-rss-"))
 
 const handler = makeHandler(
-  thumbnailPipeline,
-  Layer.mergeAll(memoryQueueLayer({ [queueUrl]: {} }), LocalObjectStore.layerAt(bucket), EngineSettings.make({ queueUrl }))
+  CurrentPipeline.layerOf(makeThumbnailPipeline([100, 200])),
+  Layer.mergeAll(MessageQueue.layerMemory({ [queueUrl]: {} }), ObjectStore.layerLocal(bucket), EngineSettings.layerWith({ queueUrl }))
 )
-const run = <A, E>(effect: Effect.Effect<A, E, Queue>) => handler.runtime.runPromise(effect)
+const run = <A, E>(effect: Effect.Effect<A, E, MessageQueue>) => handler.runtime.runPromise(effect)
 
-await run(Queue.use((queue) =>
+await run(MessageQueue.use((queue) =>
   queue.send(queueUrl, stockNumbers.map((stockNo, i) => ({ id: `s${i}`, body: JSON.stringify({ stock_no: stockNo }) })))))
 
 let invocations = 0
 while (invocations < 100) {
-  const messages = await run(Queue.use((queue) => queue.receive(queueUrl, { maxMessages: 10 })))
+  const messages = await run(MessageQueue.use((queue) => queue.receive(queueUrl, { maxMessages: 10 })))
   if (messages.length === 0) break
   invocations++
   const response = await handler(toSqsEvent(messages))
   const failed = new Set(response.batchItemFailures.map((failure) => failure.itemIdentifier))
   if (failed.size > 0) throw new Error(`invocation ${invocations} reported failures: ${[...failed].join(", ")}`)
-  await run(Queue.use((queue) =>
+  await run(MessageQueue.use((queue) =>
     queue.delete(queueUrl, messages.map((message, i) => ({ id: `d${i}`, receiptHandle: message.receiptHandle })))))
 }
 

@@ -1,17 +1,13 @@
 /**
- * The command-line entry point: `node src/bin/cli.ts <agent|produce> ...`.
- * Exit codes: 0 success, 1 failure, 2 bad usage.
+ * The command-line entry point: `node src/bin/cli.ts <command> ...`, run by effect's `runMain`
+ * (SIGINT and SIGTERM interrupt the command; long-running ones stop gracefully, see `graceful`).
+ * Exit codes: 0 success or a stop by signal, 1 failure, 2 bad usage.
  */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Effect, Exit, Fiber, Layer, Logger } from "effect"
-import { Command } from "effect/cli"
+import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime, SchemaIssue } from "effect"
+import { CliError, CliOutput, Command } from "effect/cli"
 import { cli } from "../cli/main.ts"
-import { Shutdown } from "../cli/Shutdown.ts"
-
-const isUsageError = (error: unknown) =>
-  typeof error === "object" && error !== null && "_tag" in error &&
-  (error._tag === "UsageError" || error._tag === "PipelineNotFound" ||
-    (Symbol.for("effect/cli/CliError") in error || error.constructor.name === "ShowHelp"))
 
 // Logs go to stderr (stdout is for results): readable on a terminal, JSON lines for anything else
 const logger = Layer.mergeAll(
@@ -19,30 +15,44 @@ const logger = Layer.mergeAll(
   Layer.succeed(Logger.LogToStderr, true)
 )
 
-/** One line for a person: a setting that is missing or wrong names itself; other errors their message. */
-const describe = (error: unknown): string | undefined => {
-  if (typeof error !== "object" || error === null || !("message" in error) || typeof error.message !== "string") return undefined
-  if ("_tag" in error && error._tag === "ConfigError") {
-    const setting = /at \["([^"]+)"\]/.exec(error.message)?.[1]
-    return `error: ${setting === undefined ? "a setting is missing or invalid" : `the setting ${setting} is missing or invalid`} (${error.message.replace(/\s+/g, " ")})`
-  }
-  return `error: ${error.message}`
+// errors a command reports itself (`CliError.userMessage`) read as one line, like every other error here
+const output = CliOutput.layer({ ...CliOutput.defaultFormatter(), formatError: (error) => `error: ${error.message}` })
+
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** A setting that is missing or wrong, named: `the setting PIPELINE_NAME is invalid: no pipeline "nope" (...)`. */
+const settingProblem = (error: Config.ConfigError): string => {
+  if (error.cause._tag !== "SchemaError") return error.message
+  return formatIssues(error.cause.issue).issues.map(({ message, path }) => {
+    const name = path?.map(String).join(".") ?? "?"
+    return message === "Expected string" ? `the setting ${name} is missing` : `the setting ${name} is invalid: ${message}`
+  }).join("; ")
 }
 
-let fiber: Fiber.Fiber<unknown, unknown> | undefined
-const program = Command.run(cli, { version: "0.1.0" }).pipe(
-  Effect.provide(Layer.mergeAll(NodeServices.layer, logger, Shutdown.onSignals(() => fiber?.interruptUnsafe())))
-)
-
-fiber = Effect.runFork(program)
-fiber.addObserver((exit) => {
-  if (Exit.isSuccess(exit)) return process.exit(0)
-  if (Cause.hasInterruptsOnly(exit.cause)) return process.exit(130)
-  const error = Cause.squash(exit.cause)
-  if (isUsageError(error)) {
-    if (!(typeof error === "object" && error !== null && "errors" in error)) console.error(String((error as Error).message ?? error))
-    return process.exit(2)
+/** One line for a person, for errors the CLI has not already shown. */
+const reportFailure = (cause: Cause.Cause<unknown>) => {
+  if (Cause.hasInterruptsOnly(cause)) return Effect.void
+  const error = Cause.squash(cause)
+  if (CliError.isCliError(error) || (typeof error === "object" && error !== null && CliError.getUserMessage(error) !== undefined)) {
+    return Effect.void
   }
-  console.error(describe(error) ?? Cause.pretty(exit.cause))
-  process.exit(1)
-})
+  if (error instanceof Config.ConfigError) return Console.error(`error: ${settingProblem(error)}`)
+  if (error instanceof Error && Cause.hasFails(cause)) return Console.error(`error: ${error.message}`)
+  return Console.error(Cause.pretty(cause))
+}
+
+/** Effect's exit codes, but bad usage is 2 and a stop by signal (after a graceful finish) is 0. */
+const teardown: Runtime.Teardown = (exit, onExit) => {
+  if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) return onExit(0)
+  if (Exit.isFailure(exit)) {
+    const error = Cause.squash(exit.cause)
+    if (CliError.isCliError(error) && error._tag === "ShowHelp" && error.errors.length > 0) return onExit(2)
+  }
+  return Runtime.defaultTeardown(exit, onExit)
+}
+
+Command.run(cli, { version: "0.1.0" }).pipe(
+  Effect.tapCause(reportFailure),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, logger, output)),
+  (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, teardown })
+)

@@ -4,21 +4,27 @@
 import { availableParallelism } from "node:os"
 import { text } from "node:stream/consumers"
 import { readFile } from "node:fs/promises"
-import { Console, Effect, Layer, Option, Schema } from "effect"
-import { Argument, Command, Flag } from "effect/cli"
-import type { AnyPipeline } from "../domain/Pipeline.ts"
+import { Console, Effect, Layer, Option, Runtime, Schema } from "effect"
+import { Argument, CliError, Command, Flag } from "effect/cli"
+import type { RunnablePipeline } from "../services/CurrentPipeline.ts"
 import { defaultPipelineName } from "../pipelines/index.ts"
 import { runAgent } from "../programs/agent.ts"
-import { inProcessRunner } from "../services/BatchRunner.ts"
+import { inProcessRunner } from "../programs/inProcessRunner.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { linesOf, parseInputs, produce, type ProducerInput } from "../programs/producer.ts"
-import { backendsLayer } from "../services/backends.ts"
-import { lambdaRunner } from "../services/LambdaRunner.ts"
+import { backendsLayer } from "./layers.ts"
+import { BatchRunner } from "../services/BatchRunner.ts"
 import { loadPipeline } from "./loadPipeline.ts"
 import { clearProgress, drawProgress, summaryOf, summaryText } from "./progress.ts"
-import { Shutdown } from "./Shutdown.ts"
+import { graceful } from "./graceful.ts"
 
-export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {}
+/** A command used wrongly: said in one line, exit 2. */
+export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", { message: Schema.String }) {
+  override readonly [Runtime.errorExitCode] = 2
+  override get [CliError.userMessage]() {
+    return this.message
+  }
+}
 export class ProduceFailed extends Schema.TaggedError<ProduceFailed>()("ProduceFailed", { message: Schema.String }) {}
 
 const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0)))
@@ -29,15 +35,15 @@ export const defaultConcurrency = Math.max(10, 5 * availableParallelism())
 export const root = Command.make("pipeline").pipe(
   Command.withSharedFlags({
     pipeline: Flag.String("pipeline").pipe(
-      Flag.withDescription("A built-in pipeline by name, or the path of a module exporting one"),
-      Flag.withDefault(defaultPipelineName)
+      Flag.withDescription(`A built-in pipeline by name, or the path of a module exporting one (default: $PIPELINE_NAME, else ${defaultPipelineName})`),
+      Flag.optional
     )
   }),
   Command.withDescription("State-machine pipelines on SQS and Lambda, or on this machine")
 )
 
 /** The backends from the environment, with the pipeline's own services on top. */
-const servicesFor = (pipeline: AnyPipeline) => Layer.provideMerge(pipeline.layer, backendsLayer)
+const servicesFor = (pipeline: RunnablePipeline) => Layer.provideMerge(pipeline.layer, backendsLayer)
 
 export const agent = Command.make(
   "agent",
@@ -66,13 +72,12 @@ export const agent = Command.make(
       return yield* new UsageError({ message: "--wait-seconds must be between 0 and 20" })
     }
     const interactive = process.stderr.isTTY === true
-    const runner = Option.isSome(flags.lambda) ? lambdaRunner(flags.lambda.value) : inProcessRunner(pipeline)
-    const shutdown = yield* Shutdown
-    const stats = yield* Effect.gen(function*() {
-      const { queueUrl } = yield* EngineSettings
-      yield* Effect.logInfo(`agent: ${pipeline.name} on ${queueUrl}, ${flags.concurrency} in flight at most`)
-      return yield* shutdown.graceful((stop) =>
-        runAgent({
+    const runner = Option.isSome(flags.lambda) ? BatchRunner.layerLambda(flags.lambda.value) : inProcessRunner(pipeline)
+    yield* graceful((stop) =>
+      Effect.gen(function*() {
+        const { queueUrl } = yield* EngineSettings
+        yield* Effect.logInfo(`agent: ${pipeline.name} on ${queueUrl}, ${flags.concurrency} in flight at most`)
+        const stats = yield* runAgent({
           queueUrl,
           concurrency: flags.concurrency,
           untilEmpty: flags.untilEmpty,
@@ -81,14 +86,14 @@ export const agent = Command.make(
           onProgress: interactive ? drawProgress : undefined,
           progressEvery: "250 millis"
         }).pipe(Effect.provide(runner))
-      )
-    }).pipe(Effect.provide(servicesFor(pipeline)))
-    if (interactive) {
-      yield* clearProgress
-      yield* Console.log(summaryText(stats))
-    } else {
-      yield* Effect.logInfo("agent summary").pipe(Effect.annotateLogs(summaryOf(stats)))
-    }
+        if (interactive) {
+          yield* clearProgress
+          yield* Console.log(summaryText(stats))
+        } else {
+          yield* Effect.logInfo("agent summary").pipe(Effect.annotateLogs(summaryOf(stats)))
+        }
+      }).pipe(Effect.provide(servicesFor(pipeline)))
+    )
   })
 ).pipe(Command.withDescription("Long-poll the queue and run each batch through the handler, like Lambda's event source mapping"))
 

@@ -15,10 +15,10 @@ import {
 } from "../programs/deadLetters.ts"
 import { pipelineStatus, type Status } from "../programs/status.ts"
 import type { MoveTask } from "../services/MessageMoveTasks.ts"
-import { queueBackendsLayer } from "../services/backends.ts"
+import { queueBackendsLayer } from "./layers.ts"
 import { RedriveJournal } from "../services/RedriveJournal.ts"
 import { UsageError } from "./commands.ts"
-import { Shutdown } from "./Shutdown.ts"
+import { graceful } from "./graceful.ts"
 
 const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0)))
 
@@ -74,7 +74,6 @@ export const status = Command.make(
     const render = (snapshot: Status) => (flags.json ? JSON.stringify(snapshot, null, flags.watch ? undefined : 2) : statusText(snapshot))
     if (!flags.watch) return yield* Console.log(render(yield* pipelineStatus()))
     const inPlace = process.stdout.isTTY === true && !flags.json
-    const shutdown = yield* Shutdown
     let drawn = 0
     const refresh = Effect.gen(function*() {
       const text = `${render(yield* pipelineStatus())}` + (inPlace ? `\n(${new Date().toLocaleTimeString()}, every ${WATCH_EVERY}; Ctrl-C stops)` : "")
@@ -83,7 +82,7 @@ export const status = Command.make(
       process.stdout.write(`${prefix}${text}\n`)
       drawn = text.split("\n").length
     })
-    yield* shutdown.graceful((stop) =>
+    yield* graceful((stop) =>
       Effect.race(
         Effect.forever(refresh.pipe(Effect.andThen(Effect.sleep(WATCH_EVERY)))),
         Deferred.await(stop)

@@ -9,25 +9,27 @@ import { readFile, rm, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path"
 import { Config, ConfigProvider, Console, Effect, Layer, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
-import { thumbnailPipeline } from "../pipelines/thumbnails/index.ts"
+import { thumbnailPipelineConfig } from "../pipelines/thumbnails/index.ts"
 import { runAgent } from "../programs/agent.ts"
-import { inProcessRunner } from "../services/BatchRunner.ts"
+import { inProcessRunner } from "../programs/inProcessRunner.ts"
 import { parseInputs, produce } from "../programs/producer.ts"
 import { makeSampleImages, serveImages } from "../pipelines/thumbnails/sampleImages.ts"
-import { LOCAL_QUEUE, localBackendsLayer } from "../services/backends.ts"
+import { localBackendsLayer } from "./layers.ts"
+import { LOCAL_QUEUE } from "../services/EngineSettings.ts"
 import { DataDirConfig } from "../services/DataDir.ts"
 import { deadLetterQueueName } from "../services/queue/local.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
-import { Queue, type QueueMessage } from "../services/MessageQueue.ts"
+import type { QueueMessage } from "../domain/messages.ts"
+import { MessageQueue } from "../services/MessageQueue.ts"
 import { defaultConcurrency } from "./commands.ts"
 import { clearProgress, drawProgress, summaryOf } from "./progress.ts"
-import { Shutdown } from "./Shutdown.ts"
+import { graceful } from "./graceful.ts"
 
 class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed", { message: Schema.String }) {}
 
 /** Reads every message of the dead-letter queue without taking them off it. */
 const peekAll = Effect.fn("peekAll")(function*(queueUrl: string) {
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   const seen: Array<QueueMessage> = []
   while (true) {
     const batch = yield* queue.receive(queueUrl, { maxMessages: 10, visibilityTimeout: 30 })
@@ -56,14 +58,13 @@ export const start = Command.make(
     const server = yield* serveImages(samples.folder)
     yield* Console.error(`${samples.images.length} sample images in ${samples.folder}, served at ${server.baseUrl}`)
 
-    const pipeline = thumbnailPipeline
+    const pipeline = yield* thumbnailPipelineConfig
     const services = Layer.provideMerge(pipeline.layer, localBackendsLayer).pipe(
       Layer.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown({ IMAGE_SOURCE: server.imageSource }), { asPrimary: true }))
     )
     const interactive = process.stderr.isTTY === true
-    const shutdown = yield* Shutdown
 
-    yield* Effect.gen(function*() {
+    yield* graceful((stop) => Effect.gen(function*() {
       const store = yield* ObjectStore
       // a record is produced once per data dir: a second run only continues the queue
       const marker = "produced.json"
@@ -83,8 +84,7 @@ export const start = Command.make(
 
       const sizes = (yield* Config.String("THUMBNAIL_SIZES").pipe(Config.withDefault("100,200"))).split(",").map((s) => Number(s.trim()))
       const thumbnailsBefore = (yield* store.list("thumbnails/")).length
-      const stats = yield* shutdown.graceful((stop) =>
-        runAgent({
+      const stats = yield* runAgent({
           queueUrl: LOCAL_QUEUE,
           concurrency: defaultConcurrency,
           untilEmpty: true,
@@ -93,7 +93,6 @@ export const start = Command.make(
           onProgress: interactive ? drawProgress : undefined,
           progressEvery: "250 millis"
         }).pipe(Effect.provide(inProcessRunner(pipeline)))
-      )
       if (interactive) yield* clearProgress
       const thumbnails = yield* store.list("thumbnails/")
       const smallest = Math.min(...sizes)
@@ -118,6 +117,6 @@ export const start = Command.make(
           ]
           : [])
       ].join("\n"))
-    }).pipe(Effect.provide(services))
+    }).pipe(Effect.provide(services)))
   }, Effect.scoped)
 ).pipe(Command.withDescription("Run the thumbnail example on this machine: sample images, producer, agent, summary"))

@@ -5,7 +5,6 @@
  * the state is unknown. A mutation returns the record in its new state, with typed errors.
  */
 import type { Config, Effect, Layer, Schema } from "effect"
-import type { ObjectStore } from "../services/ObjectStore.ts"
 import { UnknownState, type StepFailure } from "./errors.ts"
 
 export interface Mutation<Rec, E extends StepFailure = never, R = never> {
@@ -32,9 +31,18 @@ export const unknownState = (message: string): UnknownState => new UnknownState(
 
 export type Route<Rec, E extends StepFailure, R> = Mutation<Rec, E, R> | Done | UnknownState
 
-/** The services every runtime provides to a pipeline's own layer. */
-export type RuntimeServices = ObjectStore
+/**
+ * The services every runtime provides to a pipeline's own layer, by name. Empty here (the domain
+ * knows no services): each such service adds itself, e.g. `services/ObjectStore.ts` with
+ * `declare module "../domain/Pipeline.ts" { interface RuntimeProvided { objectStore: ObjectStore } }`.
+ */
+// oxlint-disable-next-line no-empty-interface -- filled by declaration merging
+export interface RuntimeProvided {}
 
+/** The services every runtime provides to a pipeline's own layer. */
+export type RuntimeServices = RuntimeProvided[keyof RuntimeProvided]
+
+/** A pipeline: `R` are the services its mutations use; `layer` builds those a runtime does not provide. */
 export interface Pipeline<Rec, E extends StepFailure = never, R = never> {
   readonly name: string
   /** The state record as it travels in a message body (JSON). */

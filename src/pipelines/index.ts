@@ -1,21 +1,14 @@
 /**
- * The pipelines that ship with the project, by name.
+ * The pipelines that ship with the project, by name, each built when a runtime chooses it.
  */
-import type { AnyPipeline } from "../domain/Pipeline.ts"
+import { type Config, Effect } from "effect"
+import type { RunnablePipeline } from "../services/CurrentPipeline.ts"
 import { greetingPipeline } from "./greeting.ts"
-import { thumbnailPipeline } from "./thumbnails/index.ts"
+import { thumbnailPipelineConfig } from "./thumbnails/index.ts"
 
-export const builtinPipelines: Readonly<Record<string, AnyPipeline>> = {
-  greeting: greetingPipeline,
-  thumbnails: thumbnailPipeline
+export const builtinPipelines: Readonly<Record<string, Effect.Effect<RunnablePipeline, Config.ConfigError>>> = {
+  greeting: Effect.succeed(greetingPipeline),
+  thumbnails: thumbnailPipelineConfig
 }
 
 export const defaultPipelineName = "thumbnails"
-
-export const builtinPipeline = (name: string): AnyPipeline => {
-  const pipeline = builtinPipelines[name]
-  if (pipeline === undefined) {
-    throw new Error(`unknown pipeline "${name}"; built in: ${Object.keys(builtinPipelines).join(", ")}`)
-  }
-  return pipeline
-}

@@ -9,7 +9,8 @@
  */
 import { Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore } from "effect"
 import { isRetryable } from "../domain/errors.ts"
-import { Queue, type QueueMessage } from "../services/MessageQueue.ts"
+import type { QueueMessage } from "../domain/messages.ts"
+import { MessageQueue } from "../services/MessageQueue.ts"
 import { BatchRunner } from "../services/BatchRunner.ts"
 import { briefRetry, deleteAll } from "./sendAll.ts"
 
@@ -45,7 +46,7 @@ export const unreachableBackoff = (attempt: number, random: number = Math.random
 
 // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
 export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   const runner = yield* BatchRunner
   const startedAt = yield* Clock.currentTimeMillis
   const totals = { received: 0, succeeded: 0, failed: 0, inFlight: 0, released: 0, receiveErrors: 0 }

@@ -11,7 +11,8 @@
 import { Clock, Effect, Option, Schema } from "effect"
 import { Attribute } from "../domain/transition.ts"
 import { MessageMoveTasks, type MoveTask } from "../services/MessageMoveTasks.ts"
-import { isFifo, type OutgoingMessage, Queue, type QueueMessage } from "../services/MessageQueue.ts"
+import { isFifo, type OutgoingMessage, type QueueMessage } from "../domain/messages.ts"
+import { MessageQueue } from "../services/MessageQueue.ts"
 import { RedriveJournal } from "../services/RedriveJournal.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { deleteAll, sendAll } from "./sendAll.ts"
@@ -67,7 +68,7 @@ export const toDeadLetter = (message: QueueMessage): DeadLetter => {
 /** The pipeline's queue and its dead-letter queue: `PIPELINE_DLQ_URL`, or the queue's redrive target. */
 export const pipelineQueues = Effect.gen(function*() {
   const settings = yield* EngineSettings
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   const deadLetterQueueUrl = Option.isSome(settings.deadLetterQueueUrl)
     ? settings.deadLetterQueueUrl
     : (yield* queue.attributes(settings.queueUrl)).deadLetterQueueUrl
@@ -92,7 +93,7 @@ const scan = <E, R>(
   batchSize = 10
 ) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const held = new Map<string, QueueMessage>()
     const release = Effect.suspend(() =>
       held.size === 0 ? Effect.void : queue.changeVisibility(
@@ -144,7 +145,7 @@ export interface Peek {
 /** Looks at up to `limit` dead letters without consuming them (visible again as soon as the peek ends). */
 // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
 export const peekDeadLetters = Effect.fn("peekDeadLetters")(function*(limit: number) {
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   const { deadLetterQueueUrl } = yield* pipelineQueues
   const seen: Array<QueueMessage> = []
   yield* scan(
@@ -228,7 +229,7 @@ const redriveEntry = (message: QueueMessage, id: string, target: string): Outgoi
 /** Redrives one batch: journal check, send, journal, delete. Not interruptible: a stop waits for it. */
 const redriveBatch = (deadLetterQueueUrl: string, defaultTarget: string, chosen: ReadonlyArray<QueueMessage>) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const journal = yield* RedriveJournal
     const already = yield* journal.sent(deadLetterQueueUrl, chosen.map((message) => message.messageId))
     const toSend = chosen.filter((message) => !already.has(message.messageId))
@@ -278,7 +279,7 @@ const redriveBatch = (deadLetterQueueUrl: string, defaultTarget: string, chosen:
 /** Sends dead letters back to their source queue (`error.source_queue`, else the pipeline's queue). */
 // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
 export const redriveDeadLetters = Effect.fn("redriveDeadLetters")(function*(options: RedriveOptions) {
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   const { queueUrl, deadLetterQueueUrl } = yield* pipelineQueues
   const mover = yield* Effect.serviceOption(MessageMoveTasks)
   const unfiltered = options.max === undefined && options.step === undefined && options.reason === undefined

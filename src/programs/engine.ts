@@ -17,7 +17,8 @@ import {
 } from "../domain/errors.ts"
 import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
-import { isFifo, type OutgoingMessage, Queue, type QueueAttributes, type QueueError, type QueueMessage } from "../services/MessageQueue.ts"
+import { isFifo, type OutgoingMessage, type QueueAttributes, type QueueMessage } from "../domain/messages.ts"
+import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { briefRetry, deleteAll, sendAll } from "./sendAll.ts"
@@ -90,17 +91,23 @@ const claimOf = (message: QueueMessage): Claim => {
   return { traceId, step, messageId: message.messageId }
 }
 
+/**
+ * Each queue's redrive policy, looked up once per queue service (a handler's runtime, and so its
+ * queue service, lives as long as its container).
+ */
+const redrivePoliciesOf = new WeakMap<MessageQueue["Service"], Map<string, RedrivePolicy>>()
+
 export const processBatch = <Rec, E extends StepFailure, R>(
   pipeline: Pick<Pipeline<Rec, E, R>, "schema" | "recordId" | "router">
 ) => {
   const encode = Schema.encodeEffect(pipeline.schema)
-  /** Each queue's redrive policy, looked up once (a handler's runtime lives as long as its container). */
-  const redrivePolicies = new Map<string, RedrivePolicy>()
 
   // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
   return Effect.fn("processBatch")(function*(messages: ReadonlyArray<QueueMessage>) {
     const settings = yield* EngineSettings
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
+    const redrivePolicies = redrivePoliciesOf.get(queue) ?? new Map<string, RedrivePolicy>()
+    redrivePoliciesOf.set(queue, redrivePolicies)
     const retry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: settings.retryFor }))
     const fifo = isFifo(settings.queueUrl)
 

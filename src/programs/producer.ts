@@ -7,7 +7,7 @@
 import { Effect, Schema } from "effect"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
 import { initialTransition, toAttributes } from "../domain/transition.ts"
-import { isFifo, type OutgoingMessage } from "../services/MessageQueue.ts"
+import { isFifo, type OutgoingMessage } from "../domain/messages.ts"
 import { sendAll } from "./sendAll.ts"
 
 /** One input as the user gave it: where it came from (for messages) and its text. */

@@ -6,7 +6,8 @@
  */
 import { Effect, Schedule } from "effect"
 import { isRetryable, type StepFailure } from "../domain/errors.ts"
-import { type BatchResult, type OutgoingMessage, Queue, QueueError, type ReceiptEntry } from "../services/MessageQueue.ts"
+import type { BatchResult, OutgoingMessage, ReceiptEntry } from "../domain/messages.ts"
+import { MessageQueue, QueueError } from "../services/MessageQueue.ts"
 
 const defaultRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))
 
@@ -56,7 +57,7 @@ export const sendAll = Effect.fnUntraced(function*(
   entries: ReadonlyArray<OutgoingMessage>,
   retry?: Schedule.Schedule<unknown, unknown>
 ) {
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   return yield* settleAll("SendMessageBatch", queueUrl, (pending) => queue.send(queueUrl, pending), entries, retry)
 })
 
@@ -66,6 +67,6 @@ export const deleteAll = Effect.fnUntraced(function*(
   entries: ReadonlyArray<ReceiptEntry>,
   retry?: Schedule.Schedule<unknown, unknown>
 ) {
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   return yield* settleAll("DeleteMessageBatch", queueUrl, (pending) => queue.delete(queueUrl, pending), entries, retry)
 })

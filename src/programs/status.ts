@@ -2,7 +2,7 @@
  * A pipeline's state at a glance: its queue's counts and the dead letters with their reasons.
  */
 import { Effect } from "effect"
-import { Queue } from "../services/MessageQueue.ts"
+import { MessageQueue } from "../services/MessageQueue.ts"
 import { countBy, peekDeadLetters } from "./deadLetters.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 
@@ -12,7 +12,7 @@ export interface Status {
     readonly visible: number
     readonly inFlight: number
     readonly delayed: number
-    /** Age of the oldest message; null until the Queue service reports it (SQS has it in CloudWatch only, not in GetQueueAttributes). */
+    /** Age of the oldest message; null until the MessageQueue service reports it (SQS has it in CloudWatch only, not in GetQueueAttributes). */
     readonly oldestAgeSeconds: number | null
   }
   readonly deadLetters: {
@@ -33,7 +33,7 @@ export const STATUS_PEEK_LIMIT = 1000
 // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
 export const pipelineStatus = Effect.fn("pipelineStatus")(function*(peekLimit: number = STATUS_PEEK_LIMIT) {
   const { queueUrl } = yield* EngineSettings
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   const attributes = yield* queue.attributes(queueUrl)
   const peek = yield* peekDeadLetters(peekLimit)
   return {

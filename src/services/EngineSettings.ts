@@ -1,7 +1,9 @@
 /**
- * How the engine runs: which queue, which dead-letter queue, and its limits.
+ * How the engine runs: which queue, which dead-letter queue, and its limits. Every setting is
+ * read here, once, with its default.
  */
 import { Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { QueueUrlConfig } from "./MessageQueue.ts"
 
 export interface Settings {
   /** The queue successors are sent to (an SQS URL, or a local queue's name). */
@@ -16,38 +18,53 @@ export interface Settings {
   readonly concurrency: number
 }
 
+/** The embedded queue's name (its dead-letter queue is `pipeline-dlq`). */
+export const LOCAL_QUEUE = "pipeline"
+
+const defaults = {
+  deadLetterQueueUrl: Option.none<string>(),
+  maxSteps: 100,
+  retryFor: Duration.seconds(10),
+  concurrency: 10
+}
+
 /** An integer of at least 1; anything else fails naming the variable (0 steps would dead-letter every record). */
 const PositiveInt = (name: string) => Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), name)
 
-/** Everything but the queue URL, from the environment, with defaults. */
-export const SettingsConfig = Config.all({
+/** Everything but the queue URL, from the environment. */
+const SettingsConfig = Config.all({
   deadLetterQueueUrl: Config.option(Config.NonEmptyString("PIPELINE_DLQ_URL")),
-  maxSteps: PositiveInt("PIPELINE_MAX_STEPS").pipe(Config.withDefault(100)),
-  retryFor: Config.Duration("PIPELINE_RETRY_FOR").pipe(Config.withDefault(Duration.seconds(10))),
-  concurrency: PositiveInt("PIPELINE_CONCURRENCY").pipe(Config.withDefault(10))
+  maxSteps: PositiveInt("PIPELINE_MAX_STEPS").pipe(Config.withDefault(defaults.maxSteps)),
+  retryFor: Config.Duration("PIPELINE_RETRY_FOR").pipe(Config.withDefault(defaults.retryFor)),
+  concurrency: PositiveInt("PIPELINE_CONCURRENCY").pipe(Config.withDefault(defaults.concurrency))
 })
 
+const settingsFor = (queueUrl: Config.Config<string>) =>
+  Effect.gen(function*() {
+    return { queueUrl: yield* queueUrl, ...(yield* SettingsConfig) } satisfies Settings
+  })
+
 // Stryker disable next-line StringLiteral: a service key; no other service has the mutant's key
-export class EngineSettings extends Context.Service<EngineSettings, Settings>()("pipeline/programs/EngineSettings") {
-  /** For the Lambda handler and SQS: `PIPELINE_QUEUE_URL` is required. */
-  static readonly layer = Layer.effect(
+export class EngineSettings extends Context.Service<EngineSettings, Settings>()("pipeline/services/EngineSettings") {
+  /** From the environment: the queue `PIPELINE_QUEUE_URL` names, or the embedded queue. */
+  static readonly layer: Layer.Layer<EngineSettings, Config.ConfigError> = Layer.effect(
     EngineSettings,
-    Effect.gen(function*() {
-      const queueUrl = yield* Config.NonEmptyString("PIPELINE_QUEUE_URL")
-      const rest = yield* SettingsConfig
-      return EngineSettings.of({ queueUrl, ...rest })
-    })
+    settingsFor(Config.map(QueueUrlConfig, Option.getOrElse(() => LOCAL_QUEUE)))
   )
 
-  static readonly make = (settings: Partial<Settings> & Pick<Settings, "queueUrl">): Layer.Layer<EngineSettings> =>
-    Layer.succeed(
-      EngineSettings,
-      EngineSettings.of({
-        deadLetterQueueUrl: Option.none(),
-        maxSteps: 100,
-        retryFor: Duration.seconds(10),
-        concurrency: 10,
-        ...settings
-      })
-    )
+  /** From the environment, on SQS: `PIPELINE_QUEUE_URL` is required (the Lambda function). */
+  static readonly layerSqs: Layer.Layer<EngineSettings, Config.ConfigError> = Layer.effect(
+    EngineSettings,
+    settingsFor(Config.NonEmptyString("PIPELINE_QUEUE_URL"))
+  )
+
+  /** From the environment, on the embedded queue whatever `PIPELINE_QUEUE_URL` says (`npm start`). */
+  static readonly layerLocal: Layer.Layer<EngineSettings, Config.ConfigError> = Layer.effect(
+    EngineSettings,
+    settingsFor(Config.succeed(LOCAL_QUEUE))
+  )
+
+  /** Explicit settings, defaults for the rest (tests, embedding). */
+  static readonly layerWith = (settings: Partial<Settings> & Pick<Settings, "queueUrl">): Layer.Layer<EngineSettings> =>
+    Layer.succeed(EngineSettings, EngineSettings.of({ ...defaults, ...settings }))
 }

@@ -1,74 +1,23 @@
 /**
  * A message queue with SQS semantics: batches of at most 10, receipt handles, visibility
- * timeouts, receive counts, a dead-letter queue. Implemented by SQS (`SqsQueue.ts`), the embedded
- * SQLite queue (`LocalQueue.ts`) and an in-memory queue for unit tests (`MemoryQueue.ts`).
+ * timeouts, receive counts, a dead-letter queue. Implemented by SQS (`queue/sqs.ts`), the embedded
+ * SQLite queue (`queue/local.ts`) and an in-memory queue for unit tests (`queue/memory.ts`).
  *
  * Every method takes the queue's URL (for the local queue, its name), so one service serves a
  * queue and its dead-letter queue.
  */
-import { Context, type Effect, type Option, Schema } from "effect"
-
-export interface QueueMessage {
-  readonly messageId: string
-  readonly receiptHandle: string
-  readonly body: string
-  /** Message attributes, string-valued. */
-  readonly attributes: Readonly<Record<string, string>>
-  /** How many times this message has been received, this time included. */
-  readonly receiveCount: number
-}
-
-export interface OutgoingMessage {
-  /** Unique within one call; results refer to it. */
-  readonly id: string
-  readonly body: string
-  readonly attributes?: Readonly<Record<string, string>> | undefined
-  /** FIFO queues only. */
-  readonly groupId?: string | undefined
-  /** FIFO queues only. */
-  readonly deduplicationId?: string | undefined
-  readonly delaySeconds?: number | undefined
-}
-
-export interface EntryFailure {
-  readonly id: string
-  readonly code: string
-  readonly message: string
-  /** True when the entry itself is wrong and resending it cannot help. */
-  readonly senderFault: boolean
-}
-
-/** The outcome of a batch call, entry by entry. */
-export interface BatchResult {
-  readonly successful: ReadonlyArray<string>
-  readonly failed: ReadonlyArray<EntryFailure>
-}
-
-export interface ReceiptEntry {
-  readonly id: string
-  readonly receiptHandle: string
-}
-
-export interface ReceiveOptions {
-  /** 1 to 10; default 10. */
-  readonly maxMessages?: number | undefined
-  /** Long-poll wait, 0 to 20 seconds; default 0. */
-  readonly waitSeconds?: number | undefined
-  /** Overrides the queue's visibility timeout for these messages. */
-  readonly visibilityTimeout?: number | undefined
-}
-
-export interface QueueAttributes {
-  readonly visibilityTimeout: number
-  readonly approximateVisible: number
-  readonly approximateInFlight: number
-  readonly approximateDelayed: number
-  readonly fifo: boolean
-  /** The redrive target, if the queue has one. */
-  readonly deadLetterQueueUrl: Option.Option<string>
-  /** Receives a message may have before the queue's redrive moves it to `deadLetterQueueUrl`. */
-  readonly maxReceiveCount: Option.Option<number>
-}
+import { Config, Context, Effect, Layer, Option, Schema } from "effect"
+import type {
+  BatchResult,
+  OutgoingMessage,
+  QueueAttributes,
+  QueueMessage,
+  ReceiptEntry,
+  ReceiveOptions
+} from "../domain/messages.ts"
+import { DataDirConfig } from "./DataDir.ts"
+import type { LocalQueueOptions } from "./queue/local.ts"
+import type { MemoryQueueControl, MemoryQueueOptions } from "./queue/memory.ts"
 
 export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
   operation: Schema.String,
@@ -78,9 +27,24 @@ export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
   cause: Schema.Defect()
 }) {}
 
-export const MAX_BATCH = 10
+/** `PIPELINE_QUEUE_URL`: the SQS queue; unset means the embedded queue. */
+export const QueueUrlConfig = Config.option(Config.NonEmptyString("PIPELINE_QUEUE_URL"))
 
-export class Queue extends Context.Service<Queue, {
+/** An integer in SQS's range; anything else fails naming the variable. Unset: the queue's own default. */
+const OptionalIntBetween = (name: string, minimum: number, maximum: number) =>
+  Config.schema(Schema.Int.check(Schema.isBetween({ minimum, maximum })), name).pipe(
+    Config.option,
+    Config.map(Option.getOrUndefined)
+  )
+
+/** The embedded queue's settings; on SQS these are the queue's own attributes. */
+const LocalQueueConfig = Config.all({
+  directory: DataDirConfig,
+  visibilityTimeout: OptionalIntBetween("PIPELINE_VISIBILITY_TIMEOUT", 0, 43_200),
+  maxReceiveCount: OptionalIntBetween("PIPELINE_MAX_RECEIVE_COUNT", 1, 1000)
+})
+
+export class MessageQueue extends Context.Service<MessageQueue, {
   /** Sends any number of messages, 10 per request; per-entry failures are in the result. */
   send(queueUrl: string, messages: ReadonlyArray<OutgoingMessage>): Effect.Effect<BatchResult, QueueError>
   receive(queueUrl: string, options?: ReceiveOptions): Effect.Effect<ReadonlyArray<QueueMessage>, QueueError>
@@ -93,13 +57,34 @@ export class Queue extends Context.Service<Queue, {
     seconds: number
   ): Effect.Effect<BatchResult, QueueError>
   attributes(queueUrl: string): Effect.Effect<QueueAttributes, QueueError>
-}>()("pipeline/services/Queue") {}
+}>()("pipeline/services/MessageQueue") {
+  /** Amazon SQS; region, endpoint and credentials from the SDK's own conventions. */
+  static readonly layerSqs: Layer.Layer<MessageQueue> = Layer.effect(
+    MessageQueue,
+    Effect.flatMap(Effect.promise(() => import("./queue/sqs.ts")), (sqs) => sqs.make)
+  )
 
-export const isFifo = (queueUrl: string): boolean => queueUrl.endsWith(".fifo")
+  /** The embedded queue: SQS semantics on one SQLite file in `options.directory`. */
+  static readonly layerLocal = (options: LocalQueueOptions): Layer.Layer<MessageQueue, QueueError> =>
+    Layer.effect(MessageQueue, Effect.flatMap(Effect.promise(() => import("./queue/local.ts")), (local) => local.make(options)))
 
-/** Splits a list into request-sized chunks. */
-export const chunks = <A>(items: ReadonlyArray<A>, size = MAX_BATCH): Array<Array<A>> => {
-  const result: Array<Array<A>> = []
-  for (let i = 0; i < items.length; i += size) result.push(items.slice(i, i + size))
-  return result
+  /** The embedded queue as the environment configures it (`PIPELINE_DATA_DIR` and the queue's settings). */
+  static readonly layerLocalConfig: Layer.Layer<MessageQueue, QueueError | Config.ConfigError> = Layer.unwrap(
+    Effect.map(LocalQueueConfig, (options) => MessageQueue.layerLocal(options))
+  )
+
+  /** In memory, for unit tests; `MemoryQueueControl` seeds, inspects and breaks it. */
+  static readonly layerMemory = (
+    queues: Readonly<Record<string, MemoryQueueOptions>> = {}
+  ): Layer.Layer<MessageQueue | MemoryQueueControl> =>
+    Layer.effectContext(
+      Effect.flatMap(Effect.promise(() => import("./queue/memory.ts")), (memory) =>
+        Effect.map(memory.make(queues), ({ control, queue }) =>
+          Context.make(MessageQueue, queue).pipe(Context.add(memory.MemoryQueueControl, control))))
+    )
+
+  /** SQS when `PIPELINE_QUEUE_URL` is set, otherwise the embedded queue. */
+  static readonly layer: Layer.Layer<MessageQueue, QueueError | Config.ConfigError> = Layer.unwrap(
+    Effect.map(QueueUrlConfig, (url) => Option.isSome(url) ? MessageQueue.layerSqs : MessageQueue.layerLocalConfig)
+  )
 }

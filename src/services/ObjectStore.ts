@@ -1,8 +1,15 @@
 /**
- * A bucket of objects by key. Implemented by S3 (`S3ObjectStore.ts`), a local folder
- * (`LocalObjectStore.ts`) and memory for unit tests (`MemoryObjectStore.ts`).
+ * A bucket of objects by key. Implemented by S3 (`objectStore/s3.ts`), a local folder
+ * (`objectStore/local.ts`) and memory for unit tests (`objectStore/memory.ts`).
  */
-import { Context, type Effect, type Option, Schema, type Stream } from "effect"
+import { join } from "node:path"
+import { Config, Context, Effect, Layer, Option, Schema, type Stream } from "effect"
+import { DataDirConfig } from "./DataDir.ts"
+import type { MemoryObjectStoreControl } from "./objectStore/memory.ts"
+import type { S3ObjectStoreOptions } from "./objectStore/s3.ts"
+
+/** `PIPELINE_BUCKET`: the S3 bucket; unset means the local bucket. */
+const BucketConfig = Config.option(Config.NonEmptyString("PIPELINE_BUCKET"))
 
 export interface ObjectInfo {
   readonly key: string
@@ -44,4 +51,41 @@ export class ObjectStore extends Context.Service<ObjectStore, {
   get(key: string): Effect.Effect<StoredObject, ObjectStoreError | ObjectNotFound>
   head(key: string): Effect.Effect<Option.Option<ObjectInfo>, ObjectStoreError>
   list(prefix: string): Effect.Effect<ReadonlyArray<ObjectInfo>, ObjectStoreError>
-}>()("pipeline/services/ObjectStore") {}
+}>()("pipeline/services/ObjectStore") {
+  /** An S3 bucket; region, endpoint and credentials from the SDK's own conventions. */
+  static readonly layerS3 = (bucket: string, options?: S3ObjectStoreOptions): Layer.Layer<ObjectStore> =>
+    Layer.effect(ObjectStore, Effect.flatMap(Effect.promise(() => import("./objectStore/s3.ts")), (s3) => s3.make(bucket, options)))
+
+  /** A folder of files (a local bucket). */
+  static readonly layerLocal = (folder: string): Layer.Layer<ObjectStore, ObjectStoreError> =>
+    Layer.effect(ObjectStore, Effect.flatMap(Effect.promise(() => import("./objectStore/local.ts")), (local) => local.make(folder)))
+
+  /** The local bucket in `<PIPELINE_DATA_DIR>/bucket`. */
+  static readonly layerLocalConfig: Layer.Layer<ObjectStore, ObjectStoreError | Config.ConfigError> = Layer.unwrap(
+    Effect.map(DataDirConfig, (directory) => ObjectStore.layerLocal(join(directory, "bucket")))
+  )
+
+  /** In memory, for unit tests; `MemoryObjectStoreControl` shows its contents. */
+  static readonly layerMemory: Layer.Layer<ObjectStore | MemoryObjectStoreControl> = Layer.effectContext(
+    Effect.flatMap(Effect.promise(() => import("./objectStore/memory.ts")), (memory) =>
+      Effect.map(memory.make, ({ control, store }) =>
+        Context.make(ObjectStore, store).pipe(Context.add(memory.MemoryObjectStoreControl, control))))
+  )
+
+  /** The bucket `PIPELINE_BUCKET` names when set, otherwise the local bucket. */
+  static readonly layer: Layer.Layer<ObjectStore, ObjectStoreError | Config.ConfigError> = Layer.unwrap(
+    Effect.map(BucketConfig, (bucket) => Option.isSome(bucket) ? ObjectStore.layerS3(bucket.value) : ObjectStore.layerLocalConfig)
+  )
+
+  /** An S3 bucket, required: `PIPELINE_BUCKET` (the Lambda function). */
+  static readonly layerS3Config: Layer.Layer<ObjectStore, Config.ConfigError> = Layer.unwrap(
+    Effect.map(Config.NonEmptyString("PIPELINE_BUCKET"), (bucket) => ObjectStore.layerS3(bucket))
+  )
+}
+
+// every runtime provides the object store to a pipeline's own layer
+declare module "../domain/Pipeline.ts" {
+  interface RuntimeProvided {
+    readonly objectStore: ObjectStore
+  }
+}

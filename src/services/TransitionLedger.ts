@@ -8,10 +8,12 @@
  * worker that died before deleting its message), which is acknowledged without running anything.
  * So each place is advanced by one message lineage only, and a chain never forks.
  *
- * Layers: DynamoDB (`DynamoLedger.ts`), the local queue's SQLite file (`LocalLedger.ts`), memory
+ * Layers: DynamoDB (`ledger/dynamo.ts`), the local queue's SQLite file (`ledger/local.ts`), memory
  * (here, for tests), and none: without a ledger every claim is won and forks stay possible.
  */
-import { Clock, Context, Duration, Effect, Layer, Schema } from "effect"
+import { Clock, Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { DataDirConfig } from "./DataDir.ts"
+import { QueueUrlConfig } from "./MessageQueue.ts"
 
 export interface Place {
   readonly traceId: string
@@ -36,6 +38,10 @@ export class LedgerError extends Schema.TaggedError<LedgerError>()("LedgerError"
 /** Claims outlive any copy of a message: SQS keeps a message at most 14 days. */
 export const CLAIM_TTL = Duration.days(14)
 
+/** `PIPELINE_LEDGER=off` runs without the transition ledger anywhere (to measure what it saves). */
+const LedgerSwitch = Config.Literals(["on", "off"], "PIPELINE_LEDGER").pipe(Config.withDefault("on"))
+const LedgerTableConfig = Config.option(Config.NonEmptyString("PIPELINE_LEDGER_TABLE"))
+
 export class TransitionLedger extends Context.Service<TransitionLedger, {
   /** False for the no-ledger layer, so a runtime can say once that forks are possible. */
   readonly enabled: boolean
@@ -55,6 +61,47 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
       claim: (claims) => Effect.succeed(claims.map((): ClaimResult => "Won")),
       release: () => Effect.void
     })
+  )
+
+  /** No ledger, said once when the layer is built: forks stay possible. */
+  static readonly layerNoneWarning = (why: string) =>
+    Layer.merge(
+      TransitionLedger.layerNone,
+      Layer.effectDiscard(
+        Effect.logWarning(`no transition ledger (${why}): a chain can fork when a worker dies between sending a successor and deleting its message`)
+      )
+    )
+
+  /** A DynamoDB table (partition key `traceId` S, sort key `step` N, TTL on `expiresAt`). */
+  static readonly layerDynamo = (tableName: string): Layer.Layer<TransitionLedger> =>
+    Layer.effect(TransitionLedger, Effect.flatMap(Effect.promise(() => import("./ledger/dynamo.ts")), (dynamo) => dynamo.make(tableName)))
+
+  /** A table in the local queue's SQLite file in `directory`. */
+  static readonly layerLocal = (directory: string): Layer.Layer<TransitionLedger, LedgerError> =>
+    Layer.effect(TransitionLedger, Effect.flatMap(Effect.promise(() => import("./ledger/local.ts")), (local) => local.make(directory)))
+
+  /** Beside SQS: the DynamoDB table `PIPELINE_LEDGER_TABLE` names, or none (said once, at start). */
+  static readonly layerSqs: Layer.Layer<TransitionLedger, Config.ConfigError> = Layer.unwrap(
+    Effect.gen(function*() {
+      if ((yield* LedgerSwitch) === "off") return TransitionLedger.layerNoneWarning("PIPELINE_LEDGER=off")
+      const table = yield* LedgerTableConfig
+      return Option.isSome(table)
+        ? TransitionLedger.layerDynamo(table.value)
+        : TransitionLedger.layerNoneWarning("PIPELINE_LEDGER_TABLE is not set")
+    })
+  )
+
+  /** Beside the embedded queue: a table in its file in `PIPELINE_DATA_DIR`. */
+  static readonly layerLocalConfig: Layer.Layer<TransitionLedger, LedgerError | Config.ConfigError> = Layer.unwrap(
+    Effect.gen(function*() {
+      if ((yield* LedgerSwitch) === "off") return TransitionLedger.layerNoneWarning("PIPELINE_LEDGER=off")
+      return TransitionLedger.layerLocal(yield* DataDirConfig)
+    })
+  )
+
+  /** Beside whichever queue the environment selects (`PIPELINE_QUEUE_URL`). */
+  static readonly layer: Layer.Layer<TransitionLedger, LedgerError | Config.ConfigError> = Layer.unwrap(
+    Effect.map(QueueUrlConfig, (url) => Option.isSome(url) ? TransitionLedger.layerSqs : TransitionLedger.layerLocalConfig)
   )
 
   /** In memory, on Effect's Clock (so TestClock can expire claims). */

@@ -80,9 +80,29 @@ describe("--pipeline path/to/module.ts", { timeout: 30_000 }, () => {
       runCli(["produce", "--pipeline", "test/support/pipelines/missing.ts", "x"], { PIPELINE_DATA_DIR: dir })
     ])
     assert.strictEqual(none.code, 2, none.stderr)
-    assert.strictEqual(none.stderr, `test/support/pipelines/none.ts exports no pipeline (expected a default or "pipeline" export)\n`)
+    assert.strictEqual(none.stderr, `error: test/support/pipelines/none.ts exports no pipeline (expected a default or "pipeline" export)\n`)
     assert.strictEqual(missing.code, 2, missing.stderr)
-    assert.match(missing.stderr, /^cannot load test\/support\/pipelines\/missing\.ts: .*Cannot find module .*missing\.ts.*\n$/)
+    assert.match(missing.stderr, /^error: cannot load test\/support\/pipelines\/missing\.ts: .*Cannot find module .*missing\.ts.*\n$/)
     assert.deepStrictEqual(await drained(dir), [], "nothing was sent")
+  })
+
+  it("a PIPELINE_NAME that names no pipeline is one line naming the setting, exit 1, even with --pipeline given", async () => {
+    const dir = freshDir()
+    const [flagged, alone] = await Promise.all([
+      runCli(["produce", "--pipeline", "greeting", "a"], { PIPELINE_DATA_DIR: dir, PIPELINE_NAME: "nope" }),
+      runCli(["produce", "a"], { PIPELINE_DATA_DIR: dir, PIPELINE_NAME: "nope" })
+    ])
+    for (const result of [flagged, alone]) {
+      assert.strictEqual(result.code, 1, result.stderr)
+      assert.strictEqual(result.stderr, `error: the setting PIPELINE_NAME is invalid: no pipeline "nope" (known: greeting, thumbnails)\n`)
+    }
+    assert.deepStrictEqual(await drained(dir), [], "nothing was sent")
+  })
+
+  it("PIPELINE_NAME chooses the pipeline when --pipeline is not given", async () => {
+    const dir = freshDir()
+    const result = await runCli(["produce", "a"], { PIPELINE_DATA_DIR: dir, PIPELINE_NAME: "greeting" })
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.deepStrictEqual((await drained(dir)).map((message) => message.body), [{ id: "a" }])
   })
 })

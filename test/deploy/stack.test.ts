@@ -14,7 +14,10 @@ import {
   CloudFormationClient,
   DescribeStackResourcesCommand,
   DescribeStacksCommand,
-  type Stack
+  type DescribeStacksCommandOutput,
+  type ResourceStatus,
+  type Stack,
+  type StackEvent
 } from "@aws-sdk/client-cloudformation"
 import { DescribeTableCommand, DescribeTimeToLiveCommand, DynamoDBClient } from "@aws-sdk/client-dynamodb"
 import { GetFunctionConfigurationCommand, type GetFunctionConfigurationCommandOutput, LambdaClient, ListEventSourceMappingsCommand, UpdateFunctionCodeCommand } from "@aws-sdk/client-lambda"
@@ -103,6 +106,36 @@ const functionConfiguration = (): Promise<GetFunctionConfigurationCommandOutput>
   lambda.send(new GetFunctionConfigurationCommand({ FunctionName: resources["Function"] }))
 
 const parameter = (stack: Stack, key: string) => stack.Parameters?.find((p) => p.ParameterKey === key)?.ParameterValue
+
+/**
+ * A CloudFormation client that runs the change set (or, with `execute: false`, only says it did)
+ * and then shows the stack in each of `statuses` on the next DescribeStacks calls, the last one for
+ * good, and `events` as its events.
+ */
+const cloudFormationSeeing = (script: { execute: boolean; statuses: ReadonlyArray<string>; events?: ReadonlyArray<StackEvent> }) => {
+  const client = new CloudFormationClient({})
+  let executed = false
+  let polls = 0
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const answer = (output: object) => ({ output: { $metadata: {}, ...output }, response: {} }) as Awaited<ReturnType<typeof next>>
+      if (context.commandName === "ExecuteChangeSetCommand") {
+        executed = true
+        if (!script.execute) return answer({})
+      }
+      if (executed && context.commandName === "DescribeStacksCommand") {
+        const status = script.statuses[Math.min(polls++, script.statuses.length - 1)]
+        const result = await next(args)
+        const { Stacks = [] } = result.output as DescribeStacksCommandOutput
+        return { ...result, output: { ...result.output, Stacks: Stacks.map((stack) => ({ ...stack, StackStatus: status })) } }
+      }
+      if (executed && script.events !== undefined && context.commandName === "DescribeStackEventsCommand") return answer({ StackEvents: script.events })
+      return next(args)
+    },
+    { step: "initialize", name: "cloudFormationSeeing" }
+  )
+  return client
+}
 
 beforeAll(async () => {
   cfn = new CloudFormationClient({})
@@ -302,6 +335,55 @@ describe("npm run deploy on moto", () => {
     assert.strictEqual(fn.MemorySize, 256)
     assert.strictEqual(fn.Environment?.Variables?.["IMAGE_SOURCE"], imageSource)
   })
+
+  it("waits while the stack is still updating, then reports it complete", async () => {
+    // moto's stacks are complete as soon as the change set runs: show one poll of UPDATE_IN_PROGRESS first
+    const client = cloudFormationSeeing({ execute: true, statuses: ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"] })
+    try {
+      const result = await deploy({ stackName, parameters: { MemorySize: "320" } }, { cfn: client, s3 })
+      assert.isTrue(result.changed)
+      assert.strictEqual((await describeStack()).StackStatus, "UPDATE_COMPLETE")
+      assert.strictEqual((await functionConfiguration()).MemorySize, 320)
+    } finally {
+      client.destroy()
+    }
+  })
+
+  // CloudFormation's answers for a deploy that fails and rolls back, which moto never gives
+  for (const [change, failed] of [["create", "ROLLBACK"], ["update", "UPDATE_ROLLBACK"]] as const) {
+    it(`on a failed ${change}, waits for the rollback and names each resource that failed, with its reason`, async () => {
+      const name = change === "create" ? uniqueName("failed") : stackName
+      const now = Date.now()
+      const event = (secondsAgo: number, LogicalResourceId: string, ResourceStatus: ResourceStatus, ResourceStatusReason?: string): StackEvent => ({
+        StackId: name, StackName: name, EventId: `${LogicalResourceId}-${secondsAgo}`, Timestamp: new Date(now - secondsAgo * 1000),
+        LogicalResourceId, ResourceStatus, ResourceStatusReason
+      })
+      const action = change === "create" ? "CREATE" : "UPDATE"
+      const client = cloudFormationSeeing({
+        execute: false,
+        statuses: [`${failed}_IN_PROGRESS`, `${failed}_COMPLETE`],
+        events: [ // newest first, as CloudFormation lists them
+          event(0, name, `${failed}_COMPLETE`),
+          event(5, "Function", `${action}_FAILED`, "Resource handler returned message: \"MemorySize out of range\""),
+          event(6, "LedgerTable", `${action}_FAILED`, `Resource ${change} cancelled`),
+          event(10, name, `${action}_IN_PROGRESS`, "User Initiated"),
+          event(3600, "Bucket", `${action}_FAILED`, "a failure of an earlier deploy")
+        ]
+      })
+      try {
+        const outcome = await deploy({ stackName: name, parameters: { MemorySize: "640" } }, { cfn: client, s3 }).then(
+          () => "deployed",
+          (error: unknown) => (error as Error).message
+        )
+        assert.strictEqual(
+          outcome,
+          `stack ${name} ended in ${failed}_COMPLETE:\n  LedgerTable: Resource ${change} cancelled\n  Function: Resource handler returned message: "MemorySize out of range"`
+        )
+      } finally {
+        client.destroy()
+      }
+    })
+  }
 })
 
 // publish builds the zip when the source changed since the last build: minutes on a busy 2-core machine

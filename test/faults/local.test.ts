@@ -19,7 +19,7 @@ import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { Effect } from "effect"
 import { afterAll } from "vitest"
-import { DATABASE_FILE, LocalQueue } from "../../src/services/LocalQueue.ts"
+import { DATABASE_FILE } from "../../src/services/queue/local.ts"
 import { seededRandom } from "../support/faultProxy.ts"
 import {
   analyseLineage,
@@ -33,6 +33,7 @@ import {
   sentMessage,
   startCli
 } from "./harness.ts"
+import * as LocalQueue from "../../src/services/queue/local.ts"
 
 const RECORDS = Number(process.env["FAULT_RECORDS"] ?? 200)
 const SEED = Number(process.env["FAULT_SEED"] ?? 11)

@@ -3,21 +3,22 @@ import { ConfigProvider, Effect, Layer } from "effect"
 import { Attribute } from "../../src/domain/transition.ts"
 import { liveLayer, makeHandler } from "../../src/lambda/handler.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import { Queue } from "../../src/services/Queue.ts"
+import { CurrentPipeline } from "../../src/services/CurrentPipeline.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
+import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
 const QUEUE = "https://sqs.test/000000000000/work"
 const DLQ = "https://sqs.test/000000000000/work-dlq"
 
 const testHandler = () =>
   makeHandler(
-    greetingPipeline,
+    CurrentPipeline.layerOf(greetingPipeline),
     Layer.mergeAll(
-      memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ } }),
-      MemoryObjectStoreLayer,
-      EngineSettings.make({ queueUrl: QUEUE })
+      MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ } }),
+      ObjectStore.layerMemory,
+      EngineSettings.layerWith({ queueUrl: QUEUE })
     )
   )
 
@@ -66,7 +67,7 @@ describe("lambda handler", () => {
   it("takes the original design's raw message and deletes it once the successor is sent", async () => {
     const handler = testHandler()
     const received = await handler.runtime.runPromise(Effect.gen(function*() {
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       yield* queue.send(QUEUE, [{ id: "1", body: `{"id":"raw"}` }])
       return (yield* queue.receive(QUEUE))[0]!
     }))
@@ -91,8 +92,8 @@ describe("lambda handler", () => {
   it("builds its runtime once per container", async () => {
     let builds = 0
     const handler = makeHandler(
-      greetingPipeline,
-      Layer.mergeAll(memoryQueueLayer(), MemoryObjectStoreLayer, EngineSettings.make({ queueUrl: QUEUE })).pipe(
+      CurrentPipeline.layerOf(greetingPipeline),
+      Layer.mergeAll(MessageQueue.layerMemory(), ObjectStore.layerMemory, EngineSettings.layerWith({ queueUrl: QUEUE })).pipe(
         Layer.tap(() => Effect.sync(() => builds++))
       )
     )
@@ -106,7 +107,7 @@ describe("lambda handler", () => {
 describe("lambda handler configuration", () => {
   it("a missing setting fails the first invocation with its name", async () => {
     const handler = makeHandler(
-      greetingPipeline,
+      CurrentPipeline.layerOf(greetingPipeline),
       liveLayer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ PIPELINE_BUCKET: "b" }))))
     )
     const error = await handler({ Records: [] }).then(() => undefined, (e: unknown) => e)

@@ -8,8 +8,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
 import { ThumbnailSteps } from "../../src/pipelines/thumbnails/steps.ts"
-import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
 import { configLayer, sampleSet } from "./support.ts"
+import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
 type WithGc = { gc?: (() => void) | undefined }
 
@@ -41,7 +41,7 @@ const downloadAndThumbnail = (config: Record<string, string>) =>
       assert.deepStrictEqual(made, { stock_no: "STK000001", has_raw: true, size_200: true })
     }).pipe(
       Effect.provide(ThumbnailSteps.layer.pipe(
-        Layer.provide(MemoryObjectStoreLayer),
+        Layer.provide(ObjectStore.layerMemory),
         Layer.provide(configLayer({ IMAGE_SOURCE: server.imageSource, ...config }))
       ))
     )

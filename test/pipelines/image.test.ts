@@ -5,7 +5,7 @@ import { Effect, Layer } from "effect"
 import sharp from "sharp"
 import { isRetryable } from "../../src/domain/errors.ts"
 import { Image, makeImage } from "../../src/services/Image.ts"
-import { readImageHeader } from "../../src/services/ImageType.ts"
+import { readImageHeader } from "../../src/domain/ImageType.ts"
 import { configLayer, decompressionBomb, sampleSet } from "./support.ts"
 
 const image = makeImage({ maxPixels: 40_000_000, maxProgressivePixels: 12_000_000 })

@@ -6,7 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { isRetryable } from "../../src/domain/errors.ts"
 import { ImageSource, parseTemplate } from "../../src/services/ImageSource.ts"
-import { sniffImageType } from "../../src/services/ImageType.ts"
+import { sniffImageType } from "../../src/domain/ImageType.ts"
 import { serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
 import { configLayer, sampleSet, scriptedServer, sendBytes } from "./support.ts"
 

@@ -12,9 +12,7 @@ import sharp from "sharp"
 import { afterAll } from "vitest"
 import { type ThumbnailRecord, ThumbnailSteps } from "../../src/pipelines/thumbnails/index.ts"
 import { serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
-import { LocalObjectStore } from "../../src/services/LocalObjectStore.ts"
 import { ObjectStore } from "../../src/services/ObjectStore.ts"
-import * as S3ObjectStore from "../../src/services/S3ObjectStore.ts"
 import { createBucket } from "../support/aws.ts"
 import { configLayer, sampleSet } from "./support.ts"
 
@@ -25,9 +23,9 @@ const stores: Record<string, () => Promise<{ layer: Layer.Layer<ObjectStore, unk
   "the local bucket": async () => {
     const folder = mkdtempSync(join(tmpdir(), "steps-bucket-"))
     folders.push(folder)
-    return { layer: LocalObjectStore.layerAt(folder), config: {} }
+    return { layer: ObjectStore.layerLocal(folder), config: {} }
   },
-  "S3 on moto": async () => ({ layer: S3ObjectStore.layer, config: { PIPELINE_BUCKET: await createBucket() } })
+  "S3 on moto": async () => ({ layer: ObjectStore.layerS3Config, config: { PIPELINE_BUCKET: await createBucket() } })
 }
 
 const bytesOf = (key: string) =>

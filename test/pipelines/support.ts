@@ -11,7 +11,7 @@ import { ConfigProvider, Effect, type Scope } from "effect"
 import type { AnyPipeline } from "../../src/domain/Pipeline.ts"
 import { acknowledge, type Outcome, processBatch } from "../../src/programs/engine.ts"
 import { makeSampleImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
-import { Queue } from "../../src/services/Queue.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 export const QUEUE = "https://sqs.test/000000000000/thumbnails"
 export const DLQ = "https://sqs.test/000000000000/thumbnails-dlq"
@@ -112,7 +112,7 @@ export const decompressionBomb = (size = 10_000): Buffer => {
 /** Sends records as an agent's producer would, one message each. */
 export const seed = (records: ReadonlyArray<unknown>) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     for (const [index, record] of records.entries()) {
       yield* queue.send(QUEUE, [{ id: `s${index}`, body: JSON.stringify(record) }])
     }
@@ -121,7 +121,7 @@ export const seed = (records: ReadonlyArray<unknown>) =>
 /** Receive, process, acknowledge until the queue is empty; every outcome, in order. */
 export const drain = (pipeline: AnyPipeline, maxPasses = 100) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const process = processBatch(pipeline)
     const outcomes: Array<Outcome> = []
     for (let pass = 0; pass < maxPasses; pass++) {

@@ -3,24 +3,25 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Schema } from "effect"
 import sharp from "sharp"
-import { builtinPipeline, builtinPipelines, defaultPipelineName } from "../../src/pipelines/index.ts"
+import { builtinPipelines, defaultPipelineName } from "../../src/pipelines/index.ts"
 import {
   makeThumbnailPipeline,
   parseSizes,
   StepOptionsConfig,
   ThumbnailRecord,
-  thumbnailPipeline,
   ThumbnailSizesConfig,
   ThumbnailSteps
 } from "../../src/pipelines/thumbnails/index.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { type SampleImage, samplePlan, serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
-import { MemoryObjectStoreControl, MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
+import { MemoryObjectStoreControl } from "../../src/services/objectStore/memory.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
 import { configLayer, decompressionBomb, DLQ, drain, QUEUE, sampleSet, scriptedServer, seed, sendBytes } from "./support.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
+import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
 const stepsLayer = (config: Record<string, string>) =>
-  ThumbnailSteps.layer.pipe(Layer.provideMerge(MemoryObjectStoreLayer), Layer.provide(configLayer(config)))
+  ThumbnailSteps.layer.pipe(Layer.provideMerge(ObjectStore.layerMemory), Layer.provide(configLayer(config)))
 
 /** Everything in the memory bucket: key → content type and bytes. */
 const snapshot = MemoryObjectStoreControl.useSync((control) =>
@@ -130,22 +131,14 @@ describe("the router", () => {
     assert.strictEqual(pipeline.recordId({ stock_no: "STK1", has_raw: true }), "STK1")
   })
 
-  it("is the built-in default pipeline", () => {
-    assert.strictEqual(defaultPipelineName, "thumbnails")
-    assert.strictEqual(builtinPipeline(defaultPipelineName), builtinPipelines.thumbnails)
-    assert.strictEqual(builtinPipelines.thumbnails, thumbnailPipeline)
-    assert.strictEqual(thumbnailPipeline.name, "thumbnails")
-  })
-
-  it.live("the built-in pipeline refuses to start when the ConfigProvider's sizes differ from the router's", () =>
+  it.effect("is the built-in default pipeline, its widths from THUMBNAIL_SIZES when a runtime builds it", () =>
     Effect.gen(function*() {
-      const layer = thumbnailPipeline.layer.pipe(
-        Layer.provide(MemoryObjectStoreLayer),
-        Layer.provide(configLayer({ IMAGE_SOURCE: "http://127.0.0.1:1/{stock_no}", THUMBNAIL_SIZES: "50" }))
-      )
-      const error = yield* Effect.flip(Layer.build(layer))
-      assert.strictEqual(error._tag, "ConfigError")
-      assert.include(error.message, "THUMBNAIL_SIZES is 50")
+      assert.strictEqual(defaultPipelineName, "thumbnails")
+      const pipeline = yield* builtinPipelines.thumbnails!.pipe(Effect.provide(configLayer({ THUMBNAIL_SIZES: "50" })))
+      assert.strictEqual(pipeline.name, "thumbnails")
+      assert.strictEqual(pipeline.router({ stock_no: "A", has_raw: true })._tag === "Mutation" && (pipeline.router({ stock_no: "A", has_raw: true }) as { name: string }).name, "thumbnail_50")
+      const wrong = yield* Effect.flip(builtinPipelines.thumbnails!.pipe(Effect.provide(configLayer({ THUMBNAIL_SIZES: "big" }))))
+      assert.include(wrong.message, "THUMBNAIL_SIZES")
     }))
 })
 
@@ -303,8 +296,8 @@ describe("memory", () => {
 describe("through the engine", () => {
   const engineLayer = (config: Record<string, string>) =>
     Layer.mergeAll(
-      memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5 } }),
-      EngineSettings.make({ queueUrl: QUEUE, retryFor: Duration.seconds(5) }),
+      MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5 } }),
+      EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5) }),
       stepsLayer(config)
     )
 

@@ -4,20 +4,21 @@ import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { runAgent, unreachableBackoff } from "../../src/programs/agent.ts"
-import { BatchRunner, BatchRunnerError, inProcessRunner } from "../../src/programs/BatchRunner.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
-import { MemoryQueueControl, memoryQueueLayer, queueFailure } from "../../src/services/MemoryQueue.ts"
-import { Queue } from "../../src/services/Queue.ts"
+import { inProcessRunner } from "../../src/programs/inProcessRunner.ts"
+import { BatchRunner, BatchRunnerError } from "../../src/services/BatchRunner.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { MemoryQueueControl, queueFailure } from "../../src/services/queue/memory.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
+import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
 const QUEUE = "work"
 const DLQ = "work-dlq"
 
 const services = (visibilityTimeout = 30) =>
   Layer.mergeAll(
-    memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 3, visibilityTimeout } }),
-    MemoryObjectStoreLayer,
-    EngineSettings.make({ queueUrl: QUEUE })
+    MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 3, visibilityTimeout } }),
+    ObjectStore.layerMemory,
+    EngineSettings.layerWith({ queueUrl: QUEUE })
   )
 
 const withRunner = (pipeline = greetingPipeline, visibilityTimeout = 30) =>
@@ -25,7 +26,7 @@ const withRunner = (pipeline = greetingPipeline, visibilityTimeout = 30) =>
 
 const produce = (count: number) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const records = Array.from({ length: count }, (_, i) => ({ id: `r${i}` }))
     const result = yield* queue.send(
       QUEUE,
@@ -85,9 +86,9 @@ describe("agent (memory queue)", () => {
     Effect.gen(function*() {
       yield* produce(5)
       const stop = yield* Deferred.make<void>()
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       // the stop arrives just as a receive's answer does, with every slot free
-      const lateAnswer = Layer.succeed(Queue, Queue.of({
+      const lateAnswer = Layer.succeed(MessageQueue, MessageQueue.of({
         ...queue,
         receive: (queueUrl, receiveOptions) =>
           queue.receive(queueUrl, receiveOptions).pipe(Effect.tap(() => Deferred.succeed(stop, undefined)))
@@ -138,7 +139,7 @@ describe("agent (memory queue)", () => {
       const stats = yield* Fiber.join(fiber)
       assert.strictEqual(stats.received, 5)
       assert.strictEqual(stats.succeeded, 5, "the in-flight five finished")
-      const attributes = yield* (yield* Queue).attributes(QUEUE)
+      const attributes = yield* (yield* MessageQueue).attributes(QUEUE)
       assert.strictEqual(attributes.approximateInFlight, 0, "nothing left invisible")
       assert.strictEqual(attributes.approximateVisible, 20, "15 untouched + 5 successors")
     }).pipe(Effect.provide(services())))
@@ -197,9 +198,9 @@ describe("agent limits and reports", () => {
   it.live("asks for at most 10 messages a receive (SQS's limit) and never holds more than its concurrency", () =>
     Effect.gen(function*() {
       yield* produce(60)
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       const asked: Array<number> = []
-      const recording = Layer.succeed(Queue, Queue.of({
+      const recording = Layer.succeed(MessageQueue, MessageQueue.of({
         ...queue,
         receive: (queueUrl, receiveOptions) =>
           Effect.sync(() => asked.push(receiveOptions?.maxMessages ?? 10)).pipe(Effect.andThen(queue.receive(queueUrl, receiveOptions)))
@@ -268,11 +269,11 @@ describe("agent limits and reports", () => {
     Effect.gen(function*() {
       const slow = slowGreeting(700)
       yield* produce(1)
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       // the receipt handles have gone stale: SQS refuses each entry
       const refused = (entries: ReadonlyArray<{ readonly id: string }>) =>
         Effect.succeed({ successful: [], failed: entries.map(({ id }) => ({ id, code: "ReceiptHandleIsInvalid", message: "gone", senderFault: true })) })
-      const stale = Layer.succeed(Queue, Queue.of({
+      const stale = Layer.succeed(MessageQueue, MessageQueue.of({
         ...queue,
         changeVisibility: (_queueUrl, entries) => refused(entries),
         delete: (_queueUrl, entries) => refused(entries)

@@ -7,10 +7,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Layer, Option } from "effect"
 import { peekDeadLetters, redriveDeadLetters } from "../../src/programs/deadLetters.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { pipelineStatus } from "../../src/programs/status.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import { type OutgoingMessage, Queue } from "../../src/services/Queue.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import type { OutgoingMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { RedriveJournal } from "../../src/services/RedriveJournal.ts"
 
 const QUEUE = "https://sqs.test/000000000000/jobs"
@@ -20,8 +21,8 @@ const FIFO_DLQ = "https://sqs.test/000000000000/jobs-dlq.fifo"
 
 const layerFor = (queueUrl: string, dlqUrl: string) =>
   Layer.mergeAll(
-    memoryQueueLayer({ [queueUrl]: { deadLetterQueueUrl: dlqUrl, maxReceiveCount: 5 }, [dlqUrl]: { visibilityTimeout: 1 } }),
-    EngineSettings.make({ queueUrl }),
+    MessageQueue.layerMemory({ [queueUrl]: { deadLetterQueueUrl: dlqUrl, maxReceiveCount: 5 }, [dlqUrl]: { visibilityTimeout: 1 } }),
+    EngineSettings.layerWith({ queueUrl }),
     RedriveJournal.layerMemory
   )
 const testLayer = layerFor(QUEUE, DLQ)
@@ -44,7 +45,7 @@ const deadLetter = (n: number, tag: string, step: string, sourceQueue = QUEUE): 
 
 const seed = (dlq: string, messages: ReadonlyArray<OutgoingMessage>) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const result = yield* queue.send(dlq, messages)
     assert.strictEqual(result.failed.length, 0)
   })
@@ -67,7 +68,7 @@ describe("dead letters", () => {
       const schema = peek.letters.find((letter) => letter.reason === "SchemaViolation")!
       assert.deepInclude(schema, { step: "decode", receiveCount: 1, sourceQueue: QUEUE, errorMessage: "SchemaViolation happened" })
       // visible again: a receive right away gets them
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       const again = yield* queue.receive(DLQ, { maxMessages: 10 })
       assert.strictEqual(again.length, 10)
     }).pipe(Effect.provide(testLayer)))
@@ -84,7 +85,7 @@ describe("dead letters", () => {
   it.live("status counts the queue and the dead letters by reason and step", () =>
     Effect.gen(function*() {
       yield* seed(DLQ, [deadLetter(1, "CorruptImage", "thumbnail200"), deadLetter(2, "CorruptImage", "thumbnail200"), deadLetter(3, "SchemaViolation", "decode")])
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       yield* queue.send(QUEUE, [{ id: "a", body: "{}" }, { id: "b", body: "{}", delaySeconds: 60 }])
       yield* queue.receive(QUEUE, { maxMessages: 1 })
       yield* queue.send(QUEUE, [{ id: "c", body: "{}" }])
@@ -137,7 +138,7 @@ describe("dead letters", () => {
       const control = yield* MemoryQueueControl
       // the first run's deletes never happen (as if it was killed between send and delete)
       const first = yield* redriveDeadLetters({}).pipe(
-        Effect.provideService(Queue, yield* deleteFailsFor(DLQ))
+        Effect.provideService(MessageQueue, yield* deleteFailsFor(DLQ))
       )
       assert.deepInclude(first, { redriven: 0, notDeleted: 4 })
       assert.strictEqual(control.messages(QUEUE).length, 4)
@@ -179,14 +180,14 @@ describe("dead letters", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(peekDeadLetters(10))
       assert.strictEqual(error._tag, "NoDeadLetterQueue")
-    }).pipe(Effect.provide(Layer.mergeAll(memoryQueueLayer({ [QUEUE]: {} }), EngineSettings.make({ queueUrl: QUEUE, deadLetterQueueUrl: Option.none() })))))
+    }).pipe(Effect.provide(Layer.mergeAll(MessageQueue.layerMemory({ [QUEUE]: {} }), EngineSettings.layerWith({ queueUrl: QUEUE, deadLetterQueueUrl: Option.none() })))))
 })
 
 /** The memory queue, except that deletes on `queueUrl` fail for every entry (retryably, so they are retried, then given up). */
 const deleteFailsFor = (queueUrl: string) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
-    return Queue.of({
+    const queue = yield* MessageQueue
+    return MessageQueue.of({
       ...queue,
       delete: (url, entries) =>
         url === queueUrl

@@ -10,9 +10,10 @@ import { type AnyPipeline, definePipeline, done, mutation } from "../../src/doma
 import { Attribute, initialTransition, toAttributes, transitionId } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { acknowledge, DeadLetterAttribute, decodeBody, failedMessageIds, type Outcome, processBatch } from "../../src/programs/engine.ts"
-import { EngineSettings, type Settings } from "../../src/programs/EngineSettings.ts"
-import { MemoryQueueControl, memoryQueueLayer, queueFailure } from "../../src/services/MemoryQueue.ts"
-import { type OutgoingMessage, Queue } from "../../src/services/Queue.ts"
+import { EngineSettings, type Settings } from "../../src/services/EngineSettings.ts"
+import { MemoryQueueControl, queueFailure } from "../../src/services/queue/memory.ts"
+import type { OutgoingMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const QUEUE = "https://sqs.test/000000000000/jobs"
 const DLQ = "https://sqs.test/000000000000/jobs-dlq"
@@ -66,7 +67,7 @@ const jobs = definePipeline({
 
 const send = (queueUrl: string, bodies: ReadonlyArray<unknown>, attributes: Record<string, string> = {}) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const entries = bodies.map((body, index): OutgoingMessage => ({
       id: `s${index}`,
       body: typeof body === "string" ? body : JSON.stringify(body),
@@ -80,7 +81,7 @@ const send = (queueUrl: string, bodies: ReadonlyArray<unknown>, attributes: Reco
 /** One pass of an agent over `queueUrl`, with `process` (one engine instance) reused if given. */
 const pass = (pipeline: AnyPipeline, queueUrl = QUEUE, process = processBatch(pipeline)) =>
   Effect.gen(function*() {
-    const messages = yield* (yield* Queue).receive(queueUrl, { maxMessages: 10 })
+    const messages = yield* (yield* MessageQueue).receive(queueUrl, { maxMessages: 10 })
     const outcomes = yield* process(messages)
     yield* acknowledge(queueUrl, outcomes)
     return outcomes
@@ -92,11 +93,11 @@ const messages = (queueUrl: string) => MemoryQueueControl.useSync((control) => c
 /** The work queues (the standard one redriving to `redrive`, none if null) and the engine settings. */
 const queues = (settings: Partial<Settings> = {}, redrive: string | null = DLQ) =>
   Layer.mergeAll(
-    memoryQueueLayer({
+    MessageQueue.layerMemory({
       [QUEUE]: { deadLetterQueueUrl: redrive ?? undefined, maxReceiveCount: 5 },
       [FIFO]: { deadLetterQueueUrl: FIFO_DLQ, maxReceiveCount: 5 }
     }),
-    EngineSettings.make({ queueUrl: QUEUE, ...settings })
+    EngineSettings.layerWith({ queueUrl: QUEUE, ...settings })
   )
 
 interface LogLine {
@@ -121,7 +122,7 @@ const captureLogs = () => {
 describe("engine: dead letters", () => {
   it.effect("a dead-lettered message carries its body unchanged, its metadata and every error attribute", () =>
     Effect.gen(function*() {
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       yield* send(QUEUE, [{ id: "j1", plan: "fail", reason: "the source is gone" }], { "app.origin": "import" })
       const [original] = yield* messages(QUEUE)
       // a first delivery that was never handled (a crashed worker): visible again, received a second time
@@ -374,7 +375,7 @@ describe("engine: failures left for redelivery", () => {
 
   it.effect("on its last allowed receive a failing message is dead-lettered with its reason, even beside messages that advance", () =>
     Effect.gen(function*() {
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       yield* send(QUEUE, [{ id: "bug", plan: "die" }])
       // four deliveries that were never handled; the fifth is the last the queue allows (maxReceiveCount 5)
       for (let i = 0; i < 4; i++) {
@@ -405,7 +406,7 @@ describe("engine: failures left for redelivery", () => {
 describe("engine: FIFO chains", () => {
   it.effect("a greeting runs its whole chain on a FIFO queue: each step a new transition, none lost", () =>
     Effect.gen(function*() {
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       const record = { id: "f1" }
       const transition = initialTransition("f1", record)
       yield* queue.send(FIFO, [{
@@ -495,7 +496,7 @@ describe("engine: acknowledging", () => {
     const logs = captureLogs()
     return Effect.gen(function*() {
       yield* send(QUEUE, [{ id: "done", plan: "ok", result: "done" }])
-      const [message] = yield* (yield* Queue).receive(QUEUE)
+      const [message] = yield* (yield* MessageQueue).receive(QUEUE)
       yield* acknowledge(QUEUE, [{ _tag: "Done", message: { ...message!, receiptHandle: "stale" } }])
       assert.strictEqual((yield* messages(QUEUE)).length, 1)
       assert.deepStrictEqual(logs.lines.map((l) => [l.level, l.message]), [[

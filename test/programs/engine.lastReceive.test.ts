@@ -8,9 +8,9 @@ import { Duration, Effect, Layer, Schema } from "effect"
 import { RetryableError } from "../../src/domain/errors.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { acknowledge, type Outcome, processBatch } from "../../src/programs/engine.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import { Queue } from "../../src/services/Queue.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const QUEUE = "work"
 const DLQ = "work-dlq"
@@ -31,15 +31,15 @@ const jobs = definePipeline({
 
 const services = (queue: { readonly maxReceiveCount?: number; readonly deadLetterQueueUrl?: string }) =>
   Layer.mergeAll(
-    memoryQueueLayer({ [QUEUE]: { visibilityTimeout: 0, ...queue } }),
+    MessageQueue.layerMemory({ [QUEUE]: { visibilityTimeout: 0, ...queue } }),
     // retried in process for no time at all: the test is about receives
-    EngineSettings.make({ queueUrl: QUEUE, retryFor: Duration.zero })
+    EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.zero })
   )
 
 /** Receives the job again and again, like SQS redelivering it, until it leaves the queue. */
 const receiveUntilGone = (fails: "busy" | "throws") =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     // an engine of its own: it remembers a queue's redrive policy for its lifetime
     const engine = processBatch(jobs)
     yield* queue.send(QUEUE, [{ id: "j", body: JSON.stringify({ id: "j", fails }) }])

@@ -8,9 +8,10 @@ import { PermanentError } from "../../src/domain/errors.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { acknowledge, duplicatesSkipped, type Outcome, processBatch } from "../../src/programs/engine.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import { Queue, type QueueMessage } from "../../src/services/Queue.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import type { QueueMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { LedgerError, TransitionLedger } from "../../src/services/TransitionLedger.ts"
 
 const QUEUE = "work"
@@ -40,19 +41,19 @@ const engine = processBatch(counter)
 
 const services = (ledger: Layer.Layer<TransitionLedger> | Layer.Layer<never> = TransitionLedger.layerMemory) =>
   Layer.mergeAll(
-    memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5, visibilityTimeout: 0 } }),
-    EngineSettings.make({ queueUrl: QUEUE }),
+    MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5, visibilityTimeout: 0 } }),
+    EngineSettings.layerWith({ queueUrl: QUEUE }),
     ledger
   )
 
 const produce = (record: Counter) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     yield* queue.send(QUEUE, [{ id: "p", body: JSON.stringify(record), attributes: toAttributes(initialTransition(record.id, record)) }])
   })
 
 const receiveAll = Effect.gen(function*() {
-  return yield* (yield* Queue).receive(QUEUE, { maxMessages: 10 })
+  return yield* (yield* MessageQueue).receive(QUEUE, { maxMessages: 10 })
 })
 
 // live clock: the memory queue's receive waits on the clock when the queue is empty
@@ -141,7 +142,7 @@ describe("engine with a transition ledger", () => {
       const [message] = yield* receiveAll
       assert.deepStrictEqual(tags(yield* pass([message!])), ["DeadLettered"])
       // a redrive: the same body and attributes, a new message id
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       yield* queue.send(QUEUE, [{ id: "r", body: JSON.stringify({ ...poisoned, poison: false }), attributes: message!.attributes }])
       const redriven = yield* receiveAll
       assert.notStrictEqual(redriven[0]!.messageId, message!.messageId)

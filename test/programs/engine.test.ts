@@ -6,9 +6,10 @@ import { type AnyPipeline, definePipeline, done, mutation, unknownState } from "
 import { Attribute, initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { acknowledge, processBatch } from "../../src/programs/engine.ts"
-import { EngineSettings, type Settings } from "../../src/programs/EngineSettings.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import { type OutgoingMessage, Queue } from "../../src/services/Queue.ts"
+import { EngineSettings, type Settings } from "../../src/services/EngineSettings.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import type { OutgoingMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const QUEUE = "https://sqs.test/000000000000/work"
 const DLQ = "https://sqs.test/000000000000/work-dlq"
@@ -46,7 +47,7 @@ const tasks = definePipeline({
 
 const seed = (queueUrl: string, records: ReadonlyArray<unknown | string>) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const entries = records.map((record, index): OutgoingMessage => ({
       id: `s${index}`,
       body: typeof record === "string" ? record : JSON.stringify(record),
@@ -59,7 +60,7 @@ const seed = (queueUrl: string, records: ReadonlyArray<unknown | string>) =>
 /** Receive one batch, process it, delete what was handled: one pass of an agent. */
 const pass = (pipeline: AnyPipeline) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const messages = yield* queue.receive(QUEUE, { maxMessages: 10 })
     const outcomes = yield* processBatch(pipeline)(messages)
     yield* acknowledge(QUEUE, outcomes)
@@ -71,8 +72,8 @@ const bodies = (queueUrl: string) =>
 
 const withQueues = (settings: Partial<Settings> = {}) =>
   Layer.mergeAll(
-    memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5 } }),
-    EngineSettings.make({ queueUrl: QUEUE, ...settings })
+    MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5 } }),
+    EngineSettings.layerWith({ queueUrl: QUEUE, ...settings })
   )
 
 describe("engine", () => {
@@ -231,7 +232,7 @@ describe("engine", () => {
 
   it.effect("a chain past the step limit is dead-lettered", () =>
     Effect.gen(function*() {
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       yield* queue.send(QUEUE, [{
         id: "s",
         body: JSON.stringify({ id: "loop", behaviour: "ok" }),
@@ -278,7 +279,7 @@ describe("engine", () => {
   it.effect("on a FIFO queue the successor carries the record's group and a stable dedup id", () =>
     Effect.gen(function*() {
       const fifo = "https://sqs.test/000000000000/work.fifo"
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       const advanceOnce = Effect.gen(function*() {
         yield* queue.send(fifo, [{ id: "s", body: JSON.stringify({ id: "f1" }), groupId: "f1", attributes: {} }])
         const messages = yield* queue.receive(fifo)

@@ -17,14 +17,12 @@ import type { AnyPipeline } from "../../src/domain/Pipeline.ts"
 import { Attribute } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { runAgent } from "../../src/programs/agent.ts"
-import { inProcessRunner } from "../../src/programs/BatchRunner.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
+import { inProcessRunner } from "../../src/programs/inProcessRunner.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { parseInputs, produce } from "../../src/programs/producer.ts"
-import { LocalQueue } from "../../src/services/LocalQueue.ts"
-import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
-import { Queue } from "../../src/services/Queue.ts"
-import * as SqsQueue from "../../src/services/SqsQueue.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { createQueue } from "../support/aws.ts"
+import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
 /** A FIFO queue on moto that deduplicates only by the ids it is given. */
 const motoFifoQueue = Effect.promise(() => createQueue({ fifo: true, contentBasedDeduplication: false }))
@@ -74,7 +72,7 @@ describe("the producer on a FIFO queue (moto)", () => {
         assert.strictEqual(message.dedup, message.transitionId, `${message.id}: deduplicated by its transition id`)
       }
       assert.strictEqual(new Set(messages.map((m) => m.dedup)).size, 4)
-    }).pipe(Effect.provide(SqsQueue.layer)))
+    }).pipe(Effect.provide(MessageQueue.layerSqs)))
 })
 
 /** The greeting pipeline, noting each record its router calls done. */
@@ -99,24 +97,24 @@ const runChain = (queueUrl: string, count: number) =>
     assert.sameMembers([...done], ids, "every record reached done")
     assert.strictEqual(stats.succeeded, 3 * count, "three passes per record: greeting, name, done")
     assert.strictEqual(stats.failed, 0)
-    const left = yield* (yield* Queue).attributes(queueUrl)
+    const left = yield* (yield* MessageQueue).attributes(queueUrl)
     assert.strictEqual(left.approximateVisible + left.approximateInFlight + left.approximateDelayed, 0)
   })
 
-const services = (queueUrl: string, queue: Layer.Layer<Queue, unknown>) =>
-  Layer.mergeAll(queue, MemoryObjectStoreLayer, EngineSettings.make({ queueUrl }))
+const services = (queueUrl: string, queue: Layer.Layer<MessageQueue, unknown>) =>
+  Layer.mergeAll(queue, ObjectStore.layerMemory, EngineSettings.layerWith({ queueUrl }))
 
 describe("a greeting chain on a FIFO queue", () => {
   it.live("on moto: every record goes {} → greeting → name → done, none lost", () =>
     Effect.gen(function*() {
       const { queueUrl } = yield* motoFifoQueue
-      yield* runChain(queueUrl, 6).pipe(Effect.provide(services(queueUrl, SqsQueue.layer)))
+      yield* runChain(queueUrl, 6).pipe(Effect.provide(services(queueUrl, MessageQueue.layerSqs)))
     }))
 
   it.live("on the local queue (a name ending in .fifo): every record goes to done, none lost", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
       const queueUrl = "pipeline.fifo"
-      yield* runChain(queueUrl, 6).pipe(Effect.provide(services(queueUrl, LocalQueue.layerAt({ directory }))))
+      yield* runChain(queueUrl, 6).pipe(Effect.provide(services(queueUrl, MessageQueue.layerLocal({ directory }))))
     }))
 })

@@ -8,7 +8,8 @@ import { definePipeline, done } from "../../src/domain/Pipeline.ts"
 import { Attribute, transitionId } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { linesOf, parseInputs, produce } from "../../src/programs/producer.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const QUEUE = "https://sqs.test/000000000000/work"
 const FIFO = "https://sqs.test/000000000000/work.fifo"
@@ -95,7 +96,7 @@ describe("produce", () => {
       const control = yield* MemoryQueueControl
       assert.strictEqual(control.requests.send, 2)
       assert.deepStrictEqual(control.messages(QUEUE).map((m) => JSON.parse(m.body).id), Array.from({ length: 12 }, (_, i) => `g${i}`))
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("a record the queue refuses is reported with its body and reason; the others go", () =>
     Effect.gen(function*() {
@@ -105,12 +106,12 @@ describe("produce", () => {
       const { messages } = parseInputs(greetingPipeline, QUEUE, [input("a"), input("b"), input("c")])
       const result = yield* produce(QUEUE, messages)
       assert.deepStrictEqual(result, { sent: 2, failed: [{ body: `{"id":"b"}`, reason: "SendRejected: InvalidMessageContents: no" }] })
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("on a FIFO queue producing the same record twice sends it once", () =>
     Effect.gen(function*() {
       const { messages } = parseInputs(greetingPipeline, FIFO, [input("same"), input("same")])
       yield* produce(FIFO, messages)
       assert.strictEqual((yield* MemoryQueueControl).messages(FIFO).length, 1)
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 })

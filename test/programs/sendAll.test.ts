@@ -6,8 +6,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Schedule } from "effect"
 import { TestClock } from "effect/testing"
 import { sendAll } from "../../src/programs/sendAll.ts"
-import { MemoryQueueControl, memoryQueueLayer, queueFailure } from "../../src/services/MemoryQueue.ts"
-import type { OutgoingMessage, QueueError } from "../../src/services/Queue.ts"
+import { MemoryQueueControl, queueFailure } from "../../src/services/queue/memory.ts"
+import type { OutgoingMessage } from "../../src/domain/messages.ts"
+import type { QueueError } from "../../src/services/MessageQueue.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const QUEUE = "q"
 const entries = (count: number): Array<OutgoingMessage> => Array.from({ length: count }, (_, i) => ({ id: `e${i}`, body: `body ${i}` }))
@@ -30,7 +32,7 @@ describe("sendAll", () => {
       const failures = yield* sendAll(QUEUE, [])
       assert.strictEqual(failures.size, 0)
       assert.strictEqual((yield* MemoryQueueControl).requests.send, 0)
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("all sent: no failures, every message on the queue, 10 per request", () =>
     Effect.gen(function*() {
@@ -38,7 +40,7 @@ describe("sendAll", () => {
       assert.strictEqual(failures.size, 0)
       assert.deepStrictEqual(yield* stored, entries(23).map((e) => e.body))
       assert.strictEqual((yield* MemoryQueueControl).requests.send, 3)
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("an entry refused for its own fault is reported with the code and message, and not resent", () =>
     Effect.gen(function*() {
@@ -50,7 +52,7 @@ describe("sendAll", () => {
       assert.deepStrictEqual([...failures], [["e1", { _tag: "SendRejected", message: "InvalidMessageContents: bad byte" }]])
       assert.deepStrictEqual(yield* stored, ["body 0", "body 2"])
       assert.deepStrictEqual(sent, ["e0", "e1", "e2"], "one request, nothing resent")
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("entries throttled are resent, only they, until they go", () =>
     Effect.gen(function*() {
@@ -68,7 +70,7 @@ describe("sendAll", () => {
       assert.sameMembers([...(yield* stored)], ["body 0", "body 1", "body 2"])
       // first request: all three (e0, e2 throttled); second: e0 (throttled), e2; third: e0
       assert.deepStrictEqual(sent, ["e0", "e1", "e2", "e0", "e2", "e0"])
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("entries still throttled when the schedule gives up are reported with a retryable error", () =>
     Effect.gen(function*() {
@@ -85,7 +87,7 @@ describe("sendAll", () => {
       assert.isTrue(failure.retryable)
       assert.deepStrictEqual(sent, ["e0", "e1", "e1", "e1"], "sent once and resent twice")
       assert.deepStrictEqual(yield* stored, ["body 0"])
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("by default a throttled entry is resent for about ten seconds", () =>
     Effect.gen(function*() {
@@ -101,7 +103,7 @@ describe("sendAll", () => {
       yield* TestClock.adjust("30 seconds")
       const failures = yield* Fiber.join(fiber)
       assert.deepStrictEqual([...failures.keys()], ["e0"])
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 
   it.effect("a request that fails retryably is retried; one that fails for good fails every entry with its error", () =>
     Effect.gen(function*() {
@@ -120,5 +122,5 @@ describe("sendAll", () => {
       assert.deepStrictEqual([...failures.keys()], ["e0", "e1"])
       assert.strictEqual(failures.get("e0")!.message, "injected: denied")
       assert.strictEqual(control.requests.send - before, 1, "not retried")
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 })

@@ -13,9 +13,10 @@ import { RetryableError } from "../../src/domain/errors.ts"
 import { type AnyPipeline, definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { Attribute, initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { acknowledge, type Outcome, processBatch } from "../../src/programs/engine.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { backendsLayer, LOCAL_QUEUE } from "../../src/services/backends.ts"
-import { Queue } from "../../src/services/Queue.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { backendsLayer } from "../../src/cli/layers.ts"
+import { LOCAL_QUEUE } from "../../src/services/EngineSettings.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const DLQ = `${LOCAL_QUEUE}-dlq`
 
@@ -88,7 +89,7 @@ const slow = (gauge: { now: number; most: number }) =>
 /** Sends records as the producer does (step 0), or at a given step. */
 const seed = (records: ReadonlyArray<unknown>, step = 0) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const { queueUrl } = yield* EngineSettings
     const result = yield* queue.send(
       queueUrl,
@@ -104,7 +105,7 @@ const seed = (records: ReadonlyArray<unknown>, step = 0) =>
 /** Receive, process, acknowledge until a receive finds nothing (at most `passes` times): an agent's passes. */
 const drain = (pipeline: AnyPipeline, passes = 50) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const { queueUrl } = yield* EngineSettings
     const process = processBatch(pipeline)
     const outcomes: Array<Outcome> = []
@@ -121,7 +122,7 @@ const drain = (pipeline: AnyPipeline, passes = 50) =>
 /** Everything on a queue, taken off it. */
 const takeAll = (queueUrl: string) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const messages = yield* queue.receive(queueUrl, { visibilityTimeout: 0 })
     yield* queue.delete(queueUrl, messages.map((m, i) => ({ id: `t${i}`, receiptHandle: m.receiptHandle })))
     return messages

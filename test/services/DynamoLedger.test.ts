@@ -3,7 +3,6 @@ import { DynamoDBClient, GetItemCommand } from "@aws-sdk/client-dynamodb"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import * as DynamoLedger from "../../src/services/DynamoLedger.ts"
 import { TransitionLedger } from "../../src/services/TransitionLedger.ts"
 import { createLedgerTable, uniqueName, withEnv } from "../support/aws.ts"
 import { ledgerCases } from "../support/ledgerCases.ts"
@@ -22,7 +21,7 @@ const withDynamo = <A>(f: (client: DynamoDBClient) => Promise<A>) =>
 const tableName = await createLedgerTable()
 
 describe("DynamoLedger", () => {
-  layer(DynamoLedger.layer(tableName))("on moto", (it) => {
+  layer(TransitionLedger.layerDynamo(tableName))("on moto", (it) => {
     ledgerCases(it)
 
     it.effect("stores the claimant, the claim time in ms and an expiry in epoch seconds 14 days on (the TTL attribute)", () =>
@@ -54,7 +53,7 @@ describe("DynamoLedger", () => {
     Effect.gen(function*() {
       const port = yield* Effect.promise(freePort)
       yield* withEnv({ AWS_ENDPOINT_URL_DYNAMODB: `http://127.0.0.1:${port}` })
-      const error = yield* failure(DynamoLedger.layer(tableName))
+      const error = yield* failure(TransitionLedger.layerDynamo(tableName))
       assert.strictEqual(error._tag, "LedgerError")
       assert.strictEqual(error.operation, "PutItem")
       assert.isTrue(error.retryable)
@@ -63,15 +62,15 @@ describe("DynamoLedger", () => {
 
   it.effect("a table that does not exist fails with a permanent LedgerError naming it", () =>
     Effect.gen(function*() {
-      const error = yield* failure(DynamoLedger.layer("no-such-table"))
+      const error = yield* failure(TransitionLedger.layerDynamo("no-such-table"))
       assert.isFalse(error.retryable)
       assert.match(error.message, /^no-such-table: ResourceNotFoundException/)
     }))
 
-  it.effect("layerConfig reads the table from PIPELINE_LEDGER_TABLE", () =>
+  it.effect("layerSqs reads the table from PIPELINE_LEDGER_TABLE", () =>
     Effect.gen(function*() {
       yield* withEnv({ PIPELINE_LEDGER_TABLE: "table-from-config" })
-      const error = yield* failure(DynamoLedger.layerConfig.pipe(Layer.orDie))
+      const error = yield* failure(TransitionLedger.layerSqs.pipe(Layer.orDie))
       assert.match(error.message, /^table-from-config: ResourceNotFoundException/)
     }))
 })

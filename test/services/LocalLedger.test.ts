@@ -4,22 +4,24 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 import { Effect } from "effect"
-import { makeLocalLedger, LocalLedger } from "../../src/services/LocalLedger.ts"
-import { DATABASE_FILE, LocalQueue } from "../../src/services/LocalQueue.ts"
+import { DATABASE_FILE } from "../../src/services/queue/local.ts"
 import { ledgerCases } from "../support/ledgerCases.ts"
+import * as LocalQueue from "../../src/services/queue/local.ts"
+import { TransitionLedger } from "../../src/services/TransitionLedger.ts"
+import * as LocalLedger from "../../src/services/ledger/local.ts"
 
 const folder = () => mkdtempSync(join(tmpdir(), "ledger-"))
 
 describe("LocalLedger", () => {
-  layer(LocalLedger.layerAt(folder()))("on SQLite", ledgerCases)
+  layer(TransitionLedger.layerLocal(folder()))("on SQLite", ledgerCases)
 
   it.live("lives in the local queue's own file, and two openers (processes) see each other's claims", () =>
     Effect.gen(function*() {
       const directory = folder()
       const queue = yield* LocalQueue.make({ directory })
       yield* queue.send("pipeline", [{ id: "a", body: "{}" }])
-      const first = yield* makeLocalLedger(directory)
-      const second = yield* makeLocalLedger(directory)
+      const first = yield* LocalLedger.make(directory)
+      const second = yield* LocalLedger.make(directory)
       assert.deepStrictEqual(yield* first.claim([{ traceId: "t", step: 0, messageId: "m1" }]), ["Won"])
       assert.deepStrictEqual(yield* second.claim([{ traceId: "t", step: 0, messageId: "m2" }]), ["Duplicate"])
       assert.deepStrictEqual(yield* second.claim([{ traceId: "t", step: 0, messageId: "m1" }]), ["Redelivery"])

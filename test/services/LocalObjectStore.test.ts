@@ -3,8 +3,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Option, Stream } from "effect"
-import { LocalObjectStore, makeLocalObjectStore, RESERVED_DIR } from "../../src/services/LocalObjectStore.ts"
+import { RESERVED_DIR } from "../../src/services/objectStore/local.ts"
 import { ObjectStore, type StoredObject } from "../../src/services/ObjectStore.ts"
+import * as LocalObjectStore from "../../src/services/objectStore/local.ts"
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(join(tmpdir(), "local-store-"))),
@@ -15,7 +16,7 @@ const tempDir = Effect.acquireRelease(
 const openStore = Effect.gen(function*() {
   const dir = yield* tempDir
   const folder = join(dir, "bucket")
-  return { folder, store: yield* makeLocalObjectStore(folder) }
+  return { folder, store: yield* LocalObjectStore.make(folder) }
 })
 
 const bytes = (text: string) => new TextEncoder().encode(text)
@@ -143,12 +144,12 @@ describe("LocalObjectStore", () => {
     Effect.gen(function*() {
       const { folder, store } = yield* openStore
       yield* store.put("k/v.json", bytes("[1]"), "application/json")
-      const again = yield* makeLocalObjectStore(folder)
+      const again = yield* LocalObjectStore.make(folder)
       const object = yield* again.get("k/v.json")
       assert.deepStrictEqual([object.contentType, yield* text(object)], ["application/json", "[1]"])
     }))
 
-  it.effect("LocalObjectStore.layer keeps the bucket in <PIPELINE_DATA_DIR>/bucket", () =>
+  it.effect("ObjectStore.layerLocalConfig keeps the bucket in <PIPELINE_DATA_DIR>/bucket", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
       const config = ConfigProvider.layer(ConfigProvider.fromUnknown({ PIPELINE_DATA_DIR: directory }))
@@ -156,7 +157,7 @@ describe("LocalObjectStore", () => {
         const store = yield* ObjectStore
         yield* store.put("x.txt", bytes("x"), "text/plain")
         return store.location
-      }).pipe(Effect.provide(LocalObjectStore.layer.pipe(Layer.provide(config))))
+      }).pipe(Effect.provide(ObjectStore.layerLocalConfig.pipe(Layer.provide(config))))
       assert.strictEqual(location, join(directory, "bucket"))
       assert.strictEqual(readFileSync(join(directory, "bucket", "x.txt"), "utf8"), "x")
     }))

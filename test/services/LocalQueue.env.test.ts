@@ -9,9 +9,10 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { backendsLayer, LOCAL_QUEUE, localBackendsLayer } from "../../src/services/backends.ts"
-import { Queue } from "../../src/services/Queue.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { backendsLayer, localBackendsLayer } from "../../src/cli/layers.ts"
+import { LOCAL_QUEUE } from "../../src/services/EngineSettings.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const DLQ = `${LOCAL_QUEUE}-dlq`
 
@@ -32,7 +33,7 @@ const withEnv = (vars: Record<string, string>, backends: typeof backendsLayer = 
 
 /** Sends one message to the local queue; returns the queue. */
 const sendOne = Effect.gen(function*() {
-  const queue = yield* Queue
+  const queue = yield* MessageQueue
   const { queueUrl } = yield* EngineSettings
   assert.strictEqual(queueUrl, LOCAL_QUEUE)
   yield* queue.send(LOCAL_QUEUE, [{ id: "m", body: "{\"id\":\"m\"}", attributes: { kind: "test" } }])
@@ -40,7 +41,7 @@ const sendOne = Effect.gen(function*() {
 })
 
 /** Receives (and never deletes) until the message stops coming back; its receive counts. */
-const receiveUntilGone = (queue: Queue["Service"]) =>
+const receiveUntilGone = (queue: MessageQueue["Service"]) =>
   Effect.gen(function*() {
     const counts: Array<number> = []
     for (let i = 0; i < 20; i++) {
@@ -118,7 +119,7 @@ describe("the local queue's settings", () => {
       ]
       for (const [name, value] of cases) {
         const error = yield* Effect.flip(Effect.gen(function*() {
-          yield* Queue
+          yield* MessageQueue
         }).pipe(withEnv({ [name]: value })))
         assert.strictEqual(error._tag, "ConfigError", `${name}=${value}: ${error.message}`)
         assert.include(error.message, name, `${name}=${value}`)

@@ -6,14 +6,10 @@ import { createInterface } from "node:readline"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Fiber, Layer, Option } from "effect"
 import { TestClock } from "effect/testing"
-import {
-  DATABASE_FILE,
-  deadLetterQueueName,
-  LocalQueue,
-  type LocalQueueOptions,
-  makeLocalQueue
-} from "../../src/services/LocalQueue.ts"
-import { type OutgoingMessage, Queue } from "../../src/services/Queue.ts"
+import { DATABASE_FILE, deadLetterQueueName, type LocalQueueOptions } from "../../src/services/queue/local.ts"
+import type { OutgoingMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
+import * as LocalQueue from "../../src/services/queue/local.ts"
 
 const WORKER = join(import.meta.dirname, "..", "support", "localQueueWorker.ts")
 
@@ -24,7 +20,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 const openQueue = (options: Omit<LocalQueueOptions, "directory"> = {}) =>
-  Effect.flatMap(tempDir, (directory) => makeLocalQueue({ ...options, directory }))
+  Effect.flatMap(tempDir, (directory) => LocalQueue.make({ ...options, directory }))
 
 const messages = (n: number, attributes?: Record<string, string>): Array<OutgoingMessage> =>
   Array.from({ length: n }, (_, i) => ({ id: `e${i}`, body: `body-${i}`, attributes }))
@@ -253,12 +249,12 @@ describe("LocalQueue", () => {
     Effect.gen(function*() {
       const directory = yield* tempDir
       const handle = yield* Effect.scoped(Effect.gen(function*() {
-        const queue = yield* makeLocalQueue({ directory })
+        const queue = yield* LocalQueue.make({ directory })
         yield* queue.send("pipeline", messages(3))
         const [message] = yield* queue.receive("pipeline", { maxMessages: 1, visibilityTimeout: 60 })
         return message!.receiptHandle
       }))
-      const queue = yield* makeLocalQueue({ directory })
+      const queue = yield* LocalQueue.make({ directory })
       const attributes = yield* queue.attributes("pipeline")
       assert.deepStrictEqual([attributes.approximateVisible, attributes.approximateInFlight], [2, 1])
       assert.deepStrictEqual((yield* queue.receive("pipeline")).map((m) => m.body), ["body-1", "body-2"])
@@ -267,17 +263,17 @@ describe("LocalQueue", () => {
     }))
 })
 
-describe("LocalQueue.layer", () => {
+describe("MessageQueue.layerLocalConfig", () => {
   it.effect("keeps its database in PIPELINE_DATA_DIR", () =>
     Effect.gen(function*() {
       const directory = join(yield* tempDir, "data")
       const config = ConfigProvider.layer(ConfigProvider.fromUnknown({ PIPELINE_DATA_DIR: directory }))
       yield* Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         yield* queue.send("pipeline", messages(1))
-      }).pipe(Effect.provide(LocalQueue.layer.pipe(Layer.provide(config))))
+      }).pipe(Effect.provide(MessageQueue.layerLocalConfig.pipe(Layer.provide(config))))
       // the layer is released: a fresh instance on the same folder sees the message
-      const queue = yield* makeLocalQueue({ directory })
+      const queue = yield* LocalQueue.make({ directory })
       assert.isTrue(existsSync(join(directory, DATABASE_FILE)))
       assert.strictEqual((yield* queue.attributes("pipeline")).approximateVisible, 1)
     }))
@@ -304,7 +300,7 @@ describe("LocalQueue across processes", () => {
   it.live("two processes draining one queue get disjoint sets that cover every message", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
-      const queue = yield* makeLocalQueue({ directory })
+      const queue = yield* LocalQueue.make({ directory })
       const bodies = Array.from({ length: 200 }, (_, i) => `m-${i}`)
       const sent = yield* queue.send("pipeline", bodies.map((body, i) => ({ id: `e${i}`, body })))
       assert.strictEqual(sent.successful.length, 200)
@@ -334,7 +330,7 @@ describe("LocalQueue across processes", () => {
   it.live("a killed process's in-flight messages come back after their visibility timeout", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir
-      const queue = yield* makeLocalQueue({ directory })
+      const queue = yield* LocalQueue.make({ directory })
       yield* queue.send("pipeline", messages(10))
       const worker = yield* startWorker({ directory, queue: "pipeline", mode: "hold", count: 10, visibilityTimeout: 1 })
       assert.strictEqual(yield* worker.nextLine, "ready")

@@ -5,14 +5,11 @@ import { ConfigProvider, Effect, Layer, Option, Stream } from "effect"
 import { inject } from "vitest"
 import { createBucket, withEnv } from "../support/aws.ts"
 import { ObjectStore } from "../../src/services/ObjectStore.ts"
-import * as S3ObjectStore from "../../src/services/S3ObjectStore.ts"
-
-const withBucket = (bucket: string) => ConfigProvider.layer(ConfigProvider.fromUnknown({ PIPELINE_BUCKET: bucket }))
 
 /** A fresh bucket; list pages of 2 keys so that a handful of objects spans several pages. */
 const StoreOnFreshBucket = Layer.unwrap(
   Effect.promise(createBucket).pipe(
-    Effect.map((bucket) => S3ObjectStore.layerWith({ listPageSize: 2 }).pipe(Layer.provide(withBucket(bucket))))
+    Effect.map((bucket) => ObjectStore.layerS3(bucket, { listPageSize: 2 }))
   )
 )
 
@@ -110,7 +107,7 @@ describe("S3ObjectStore", () => {
         yield* store.put("path/style", new TextEncoder().encode("ok"), "text/plain")
         const object = yield* store.get("path/style")
         assert.strictEqual((yield* collect(object.body)).toString("utf8"), "ok")
-      }).pipe(Effect.provide(S3ObjectStore.layer.pipe(Layer.provide(withBucket(bucket))), { local: true }))
+      }).pipe(Effect.provide(ObjectStore.layerS3(bucket), { local: true }))
     }))
 
   it.effect("a bucket that does not exist fails with a non-retryable ObjectStoreError", () =>
@@ -120,11 +117,11 @@ describe("S3ObjectStore", () => {
       assert.strictEqual(error._tag, "ObjectStoreError")
       assert.isFalse(error.retryable)
       assert.include(error.message, "NoSuchBucket")
-    }).pipe(Effect.provide(S3ObjectStore.layer.pipe(Layer.provide(withBucket("no-such-bucket-here"))))))
+    }).pipe(Effect.provide(ObjectStore.layerS3("no-such-bucket-here"))))
 
   it.effect("a missing PIPELINE_BUCKET fails the layer with a ConfigError naming it", () =>
     Effect.gen(function*() {
-      const error = yield* Layer.build(S3ObjectStore.layer).pipe(
+      const error = yield* Layer.build(ObjectStore.layerS3Config).pipe(
         Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({}))),
         Effect.flip
       )

@@ -3,15 +3,15 @@ import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { freePort } from "../support/moto.ts"
 import { createQueue, withEnv } from "../support/aws.ts"
-import { type OutgoingMessage, Queue, type QueueMessage } from "../../src/services/Queue.ts"
-import * as SqsQueue from "../../src/services/SqsQueue.ts"
+import type { OutgoingMessage, QueueMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 const newQueue = (options?: Parameters<typeof createQueue>[0]) => Effect.promise(() => createQueue(options))
 
 /** Receives until `expected` messages are in hand or 10 receives came back empty-handed. */
 const receiveAtLeast = (queueUrl: string, expected: number) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const received: Array<QueueMessage> = []
     for (let misses = 0; received.length < expected && misses < 10;) {
       const batch = yield* queue.receive(queueUrl, { waitSeconds: 1 })
@@ -22,10 +22,10 @@ const receiveAtLeast = (queueUrl: string, expected: number) =>
   })
 
 describe("SqsQueue", () => {
-  layer(SqsQueue.layer)("on moto", (it) => {
+  layer(MessageQueue.layerSqs)("on moto", (it) => {
     it.effect("sends 25 messages in batches of 10 and receives them with attributes and receiveCount", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue()
         const messages: Array<OutgoingMessage> = Array.from({ length: 25 }, (_, i) => ({
           // ids SQS itself would refuse as batch entry ids
@@ -52,7 +52,7 @@ describe("SqsQueue", () => {
 
     it.effect("sends nothing for an empty list", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue()
         const result = yield* queue.send(queueUrl, [])
         assert.deepStrictEqual(result, { successful: [], failed: [] })
@@ -60,7 +60,7 @@ describe("SqsQueue", () => {
 
     it.effect("reports a per-entry failure with senderFault while the rest of the batch succeeds", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue()
         const result = yield* queue.send(queueUrl, [
           { id: "a", body: "first" },
@@ -81,7 +81,7 @@ describe("SqsQueue", () => {
 
     it.effect("a request SQS rejects as a whole fails each of its entries, not retryable (FIFO entry without group id)", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue({ fifo: true })
         const result = yield* queue.send(queueUrl, [{ id: "a", body: "no group", deduplicationId: "d1" }])
         assert.deepStrictEqual(result.successful, [])
@@ -95,7 +95,7 @@ describe("SqsQueue", () => {
 
     it.effect("one rejected chunk of a 25-message send fails only its own entries; the other chunks went through once", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue({ fifo: true })
         const entries = Array.from({ length: 25 }, (_, i) => ({
           id: `e${i}`,
@@ -118,7 +118,7 @@ describe("SqsQueue", () => {
 
     it.effect("changeVisibility 0 makes a message receivable again with a higher receiveCount; delete removes it", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue({ visibilityTimeout: 60 })
         yield* queue.send(queueUrl, [{ id: "1", body: "one" }, { id: "2", body: "two" }])
         const first = yield* receiveAtLeast(queueUrl, 2)
@@ -163,7 +163,7 @@ describe("SqsQueue", () => {
 
     it.effect("deletes and changes visibility of more than 10 entries in chunks", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue()
         yield* queue.send(queueUrl, Array.from({ length: 15 }, (_, i) => ({ id: `m${i}`, body: `b${i}` })))
         const received = yield* receiveAtLeast(queueUrl, 15)
@@ -183,7 +183,7 @@ describe("SqsQueue", () => {
 
     it.effect("attributes resolve the dead-letter queue URL and maxReceiveCount from the redrive policy", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl, dlqUrl } = yield* newQueue({ maxReceiveCount: 3, visibilityTimeout: 45 })
         yield* queue.send(queueUrl, [{ id: "1", body: "x" }, { id: "2", body: "y", delaySeconds: 60 }])
         const attributes = yield* queue.attributes(queueUrl)
@@ -197,7 +197,7 @@ describe("SqsQueue", () => {
 
     it.effect("attributes without a redrive policy have no dead-letter queue; FIFO is reported", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const plain = yield* newQueue()
         const fifo = yield* newQueue({ fifo: true, maxReceiveCount: 2 })
         const plainAttributes = yield* queue.attributes(plain.queueUrl)
@@ -211,7 +211,7 @@ describe("SqsQueue", () => {
 
     it.effect("FIFO: the same deduplication id sent twice yields one message", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue({ fifo: true })
         const message = { id: "a", body: "once", groupId: "g1", deduplicationId: "dedup-1", attributes: { k: "v" } }
         const first = yield* queue.send(queueUrl, [message])
@@ -234,13 +234,13 @@ describe("SqsQueue", () => {
         const port = yield* Effect.promise(freePort)
         yield* withEnv({ AWS_ENDPOINT_URL_SQS: `http://127.0.0.1:${port}` })
         const queued = yield* Effect.gen(function*() {
-          const queue = yield* Queue
+          const queue = yield* MessageQueue
           const sent = yield* queue.send(queueUrl, [{ id: "a", body: "x" }])
           const received = yield* Effect.flip(queue.receive(queueUrl))
           return { sent, received }
         }).pipe(
           // a client of its own, built with the environment above
-          Effect.provide(SqsQueue.layer, { local: true })
+          Effect.provide(MessageQueue.layerSqs, { local: true })
         )
         assert.deepStrictEqual(queued.sent.successful, [])
         assert.strictEqual(queued.sent.failed[0]!.id, "a")
@@ -256,7 +256,7 @@ describe("SqsQueue", () => {
 
     it.effect("requests go to AWS_ENDPOINT_URL, not to the queue URL's host", () =>
       Effect.gen(function*() {
-        const queue = yield* Queue
+        const queue = yield* MessageQueue
         const { queueUrl } = yield* newQueue()
         const port = yield* Effect.promise(freePort)
         const url = new URL(queueUrl)

@@ -5,8 +5,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import fc from "fast-check"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import { chunks, MAX_BATCH, Queue } from "../../src/services/Queue.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import { chunks, MAX_BATCH } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
 describe("chunks", () => {
   it("every entry in exactly one chunk, in order, no chunk over 10 or empty, only the last one short", () => {
@@ -33,7 +34,7 @@ describe("chunks", () => {
 
   it.effect("the memory queue sends any number of messages in requests of 10, all of them, in order", () =>
     Effect.gen(function*() {
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       const control = yield* MemoryQueueControl
       let total = 0
       for (const count of [0, 1, 9, 10, 11, 20, 25]) {
@@ -46,5 +47,5 @@ describe("chunks", () => {
         total += count
       }
       assert.strictEqual(total, 76)
-    }).pipe(Effect.provide(memoryQueueLayer())))
+    }).pipe(Effect.provide(MessageQueue.layerMemory())))
 })

@@ -14,11 +14,11 @@ import { join } from "node:path"
 import { ConfigProvider, Effect } from "effect"
 import type { AnyPipeline } from "../../src/domain/Pipeline.ts"
 import { Attribute } from "../../src/domain/transition.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { parseInputs, produce } from "../../src/programs/producer.ts"
-import { backendsLayer } from "../../src/services/backends.ts"
-import { LocalQueue } from "../../src/services/LocalQueue.ts"
+import { backendsLayer } from "../../src/cli/layers.ts"
 import { createBucket, createQueue } from "./aws.ts"
+import * as LocalQueue from "../../src/services/queue/local.ts"
 
 export interface QueueCounts {
   readonly visible: number

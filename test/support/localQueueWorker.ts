@@ -11,7 +11,7 @@
  */
 import { createInterface } from "node:readline"
 import { Effect } from "effect"
-import { makeLocalQueue } from "../../src/services/LocalQueue.ts"
+import * as LocalQueue from "../../src/services/queue/local.ts"
 
 interface Args {
   readonly directory: string
@@ -25,7 +25,7 @@ const args = JSON.parse(process.argv[2] ?? "{}") as Args
 const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]()
 
 const program = Effect.gen(function*() {
-  const queue = yield* makeLocalQueue({ directory: args.directory })
+  const queue = yield* LocalQueue.make({ directory: args.directory })
   process.stdout.write("ready\n")
   yield* Effect.promise(() => stdin.next())
 

@@ -12,11 +12,12 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { ConfigProvider, Effect, Exit, Scope } from "effect"
 import { afterAll, afterEach, beforeAll } from "vitest"
-import { thumbnailPipeline as thumbnails } from "../../src/pipelines/thumbnails/index.ts"
+import { makeThumbnailPipeline } from "../../src/pipelines/thumbnails/index.ts"
 import { makeSampleImages, serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { backendsLayer } from "../../src/services/backends.ts"
-import { Queue, type QueueMessage } from "../../src/services/Queue.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { backendsLayer } from "../../src/cli/layers.ts"
+import type { QueueMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { type BackendName, cleanUpBackends, makeBackend, produceInProcess, temporaryDir } from "./backends.ts"
 import { type CliResult, killRunningClis, runCli, startCli, waitFor } from "./cli.ts"
 
@@ -35,7 +36,7 @@ export const runJson = async <A = any>(args: ReadonlyArray<string>, env: Record<
   JSON.parse((await runExpect([...args, "--json"], env)).stdout) as A
 
 /** Runs an effect over the backends `env` selects, in this process (the CLI's own layers). */
-export const onBackend = <A, E>(env: Record<string, string>, body: (queueUrl: string) => Effect.Effect<A, E, Queue>) =>
+export const onBackend = <A, E>(env: Record<string, string>, body: (queueUrl: string) => Effect.Effect<A, E, MessageQueue>) =>
   Effect.runPromise(
     Effect.gen(function*() {
       const { queueUrl } = yield* EngineSettings
@@ -47,14 +48,14 @@ export const onBackend = <A, E>(env: Record<string, string>, body: (queueUrl: st
 export const sendRaw = (env: Record<string, string>, bodies: ReadonlyArray<string>) =>
   onBackend(env, (queueUrl) =>
     Effect.gen(function*() {
-      const result = yield* (yield* Queue).send(queueUrl, bodies.map((body, i) => ({ id: `raw${i}`, body })))
+      const result = yield* (yield* MessageQueue).send(queueUrl, bodies.map((body, i) => ({ id: `raw${i}`, body })))
       assert.strictEqual(result.failed.length, 0)
     }))
 
 /** Receives every message of a queue, each hidden for a minute: however slow, nothing comes round twice. */
 const receiveEverything = (queueUrl: string) =>
   Effect.gen(function*() {
-    const queue = yield* Queue
+    const queue = yield* MessageQueue
     const all: Array<QueueMessage> = []
     while (true) {
       const batch = yield* queue.receive(queueUrl, { maxMessages: 10, waitSeconds: all.length === 0 ? 1 : 0, visibilityTimeout: 60 })
@@ -71,7 +72,7 @@ export const peekSource = (env: Record<string, string>) =>
   onBackend(env, (queueUrl) =>
     Effect.gen(function*() {
       const all = yield* receiveEverything(queueUrl)
-      yield* (yield* Queue).changeVisibility(queueUrl, all.map((message, i) => ({ id: `p${i}`, receiptHandle: message.receiptHandle })), 0)
+      yield* (yield* MessageQueue).changeVisibility(queueUrl, all.map((message, i) => ({ id: `p${i}`, receiptHandle: message.receiptHandle })), 0)
       return all
     }))
 
@@ -132,7 +133,7 @@ export const describeOperate = (name: BackendName) => {
     copyFileSync(join(cachedSamples, `${BROKEN}.jpg`), join(samples, `${BROKEN}.jpg`))
     const backend = await makeBackend[name](30)
     const agentEnv: Record<string, string> = { ...backend.env, IMAGE_SOURCE: imageSource }
-    await produceInProcess(backend, thumbnails, [BROKEN])
+    await produceInProcess(backend, makeThumbnailPipeline([100, 200]), [BROKEN])
     await sendRaw(agentEnv, Array.from({ length: schemaViolations }, (_, i) => JSON.stringify({ stock_no: 1000 + i })))
     await runExpect(["agent", "--until-empty", "--wait-seconds", "0"], agentEnv)
     assert.deepStrictEqual(await backend.counts(), { visible: 0, inFlight: 0, dead: schemaViolations + 1 }, JSON.stringify(await runJson(["status"], agentEnv)))

@@ -6,14 +6,13 @@
  * `{…,"size_200":true}` → thumbnail_100 → `{…,"size_100":true}` → done.
  *
  * Configuration (environment):
- * - `THUMBNAIL_SIZES` (default `100,200`): widths. The router is synchronous, so `thumbnailPipeline`
- *   reads it from the process environment when this module loads; its layer reads it again through
- *   the current ConfigProvider and refuses to start if the two disagree.
+ * - `THUMBNAIL_SIZES` (default `100,200`): widths, read when a runtime builds the pipeline
+ *   (`thumbnailPipelineConfig`), since the router needs them.
  * - `IMAGE_SOURCE` (required), `IMAGE_TIMEOUT`, `IMAGE_MAX_BYTES`, `IMAGE_ALLOWED_HOSTS`: see
  *   `services/ImageSource.ts`.
  * - `THUMBNAIL_MAX_PIXELS`, `THUMBNAIL_MAX_PROGRESSIVE_PIXELS`: see `services/Image.ts`.
  */
-import { Config, ConfigProvider, Effect, Layer, Result } from "effect"
+import { type Config, Effect } from "effect"
 import { definePipeline, done, mutation, type Pipeline } from "../../domain/Pipeline.ts"
 import { hasSize, normalizeSizes, ThumbnailRecord, ThumbnailSizesConfig } from "./record.ts"
 import { type DownloadError, type ThumbnailError, ThumbnailSteps } from "./steps.ts"
@@ -50,29 +49,7 @@ export const makeThumbnailPipeline = (widths: ReadonlyArray<number>): ThumbnailP
   })
 }
 
-const sameSizes = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.length === b.length && a.every((size, i) => size === b[i])
-
-const fromEnvironment = Effect.runSync(Effect.result(ThumbnailSizesConfig.parse(ConfigProvider.fromEnv())))
-
-/** The built-in pipeline, with `THUMBNAIL_SIZES` from the process environment. */
-export const thumbnailPipeline: ThumbnailPipeline = Result.isSuccess(fromEnvironment)
-  ? (() => {
-    const pipeline = makeThumbnailPipeline(fromEnvironment.success)
-    const checked = Effect.gen(function*() {
-      const configured = yield* ThumbnailSizesConfig
-      if (!sameSizes(configured, fromEnvironment.success)) {
-        return yield* Effect.fail(
-          new Config.ConfigError(
-            new ConfigProvider.SourceError({
-              message: `THUMBNAIL_SIZES is ${configured.join(",")} in the ConfigProvider but ${
-                fromEnvironment.success.join(",")
-              } in the process environment, which the router uses: set it in the environment`
-            })
-          )
-        )
-      }
-      return pipeline.layer
-    })
-    return { ...pipeline, layer: Layer.unwrap(checked) }
-  })()
-  : { ...makeThumbnailPipeline([100, 200]), layer: Layer.unwrap(Effect.fail(fromEnvironment.failure)) }
+/** The built-in pipeline, with the widths `THUMBNAIL_SIZES` configures. */
+export const thumbnailPipelineConfig: Effect.Effect<ThumbnailPipeline, Config.ConfigError> = Effect.gen(function*() {
+  return makeThumbnailPipeline(yield* ThumbnailSizesConfig)
+})

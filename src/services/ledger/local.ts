@@ -3,7 +3,7 @@
  * file, so one folder holds a pipeline's whole state. A batch of claims is one `BEGIN IMMEDIATE`
  * transaction, atomic across the processes that share the file.
  */
-import { Clock, Duration, Effect, Layer } from "effect"
+import { Clock, Duration, Effect } from "effect"
 import { inTransaction, isBusy, openDatabase } from "../SqliteFile.ts"
 import { CLAIM_TTL, type Claim, type ClaimResult, LedgerError, TransitionLedger } from "../TransitionLedger.ts"
 
@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS ledger (
 const ledgerError = (operation: string, cause: unknown): LedgerError =>
   new LedgerError({ operation, message: cause instanceof Error ? cause.message : String(cause), retryable: isBusy(cause), cause })
 
-export const makeLocalLedger = (directory: string) =>
+/** The ledger in `<directory>/queue.sqlite`, beside the local queue; closed with the scope. */
+export const make = (directory: string) =>
   Effect.gen(function*() {
     const db = yield* openDatabase(directory, SCHEMA, 5000, (_file, cause) => ledgerError("OpenDatabase", cause))
     const statements = {
@@ -56,8 +57,3 @@ export const makeLocalLedger = (directory: string) =>
         })
     })
   })
-
-export const LocalLedger = {
-  /** The ledger in `<directory>/queue.sqlite`, beside the local queue. */
-  layerAt: (directory: string): Layer.Layer<TransitionLedger, LedgerError> => Layer.effect(TransitionLedger, makeLocalLedger(directory))
-} as const

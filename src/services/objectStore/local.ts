@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path"
-import { Effect, Layer, Option, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import {
   isSafeKey,
   ObjectNotFound,
@@ -21,7 +21,6 @@ import {
   ObjectStoreError,
   type StoredObject
 } from "../ObjectStore.ts"
-import { DataDirConfig } from "../DataDir.ts"
 
 export const RESERVED_DIR = ".objectstore"
 /** Temp files older than this are left over from crashed puts and removed at start-up. */
@@ -69,7 +68,7 @@ interface Meta {
 }
 
 /** The bucket in `folder` (created if missing). */
-export const makeLocalObjectStore = (folder: string): Effect.Effect<ObjectStore["Service"], ObjectStoreError> =>
+export const make = (folder: string): Effect.Effect<ObjectStore["Service"], ObjectStoreError> =>
   Effect.gen(function*() {
     const root = resolve(folder)
     const metaRoot = join(root, RESERVED_DIR, "meta")
@@ -233,17 +232,3 @@ export const makeLocalObjectStore = (folder: string): Effect.Effect<ObjectStore[
 
     return ObjectStore.of({ location: root, put, get, head, list })
   })
-
-export const LocalObjectStore = {
-  /** The bucket in `<PIPELINE_DATA_DIR>/bucket`. */
-  layer: Layer.effect(
-    ObjectStore,
-    Effect.gen(function*() {
-      return yield* makeLocalObjectStore(join(yield* DataDirConfig, "bucket"))
-    })
-  ),
-  /** The bucket in an explicit folder (tests, tools). */
-  layerAt: (folder: string): Layer.Layer<ObjectStore, ObjectStoreError> =>
-    Layer.effect(ObjectStore, makeLocalObjectStore(folder)),
-  make: makeLocalObjectStore
-} as const

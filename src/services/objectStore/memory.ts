@@ -1,7 +1,7 @@
 /**
  * An in-memory `ObjectStore` for unit tests; `MemoryObjectStoreControl` exposes its contents.
  */
-import { Context, Effect, Layer, Option, Stream } from "effect"
+import { Context, Effect, Option, Stream } from "effect"
 import { isSafeKey, ObjectNotFound, type ObjectInfo, ObjectStore, ObjectStoreError } from "../ObjectStore.ts"
 
 interface StoredBytes {
@@ -19,7 +19,8 @@ const info = (key: string, stored: StoredBytes): ObjectInfo => ({
   contentType: stored.contentType
 })
 
-const make = Effect.sync(() => {
+/** A memory store and its control, sharing one map. */
+export const make = Effect.sync(() => {
   const objects = new Map<string, StoredBytes>()
   const store = ObjectStore.of({
     location: "memory://",
@@ -43,7 +44,5 @@ const make = Effect.sync(() => {
           .sort((a, b) => (a.key < b.key ? -1 : 1))
       )
   })
-  return Context.make(ObjectStore, store).pipe(Context.add(MemoryObjectStoreControl, { objects }))
+  return { store, control: MemoryObjectStoreControl.of({ objects }) }
 })
-
-export const MemoryObjectStoreLayer: Layer.Layer<ObjectStore | MemoryObjectStoreControl> = Layer.effectContext(make)

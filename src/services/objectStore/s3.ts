@@ -1,6 +1,5 @@
 /**
- * The `ObjectStore` service on Amazon S3, through @aws-sdk/client-s3, for the bucket named by
- * Config `PIPELINE_BUCKET`.
+ * The `ObjectStore` service on Amazon S3, through @aws-sdk/client-s3.
  *
  * Region, endpoint and credentials come from the SDK's own conventions (AWS_REGION,
  * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, the default credential chain).
@@ -12,7 +11,7 @@ import {
   PutObjectCommand,
   S3Client
 } from "@aws-sdk/client-s3"
-import { Config, Effect, Layer, Option, Stream } from "effect"
+import { Effect, Option, Stream } from "effect"
 import {
   isSafeKey,
   type ObjectInfo,
@@ -82,102 +81,93 @@ const bodyStream = (body: unknown, key: string): Stream.Stream<Uint8Array, Objec
   return Stream.fail(onError(new Error("GetObject returned a body that is not a stream")))
 }
 
-/** The live layer with explicit options; `layer` is this with the defaults. */
-export const layerWith = (
-  options: S3ObjectStoreOptions = {}
-): Layer.Layer<ObjectStore, Config.ConfigError> =>
-  Layer.effect(
-    ObjectStore,
-    Effect.gen(function*() {
-      const bucket = yield* Config.String("PIPELINE_BUCKET")
-      const pageSize = options.listPageSize ?? 1000
-      const headConcurrency = options.headConcurrency ?? 8
-      const client = yield* Effect.acquireRelease(
-        Effect.sync(() => new S3Client(hasConfiguredEndpoint() ? { forcePathStyle: true } : {})),
-        (client) => Effect.sync(() => client.destroy())
-      )
-
-      const call = <A>(
-        operation: string,
-        key: string,
-        request: (signal: AbortSignal) => Promise<A>
-      ): Effect.Effect<A, ObjectStoreError> =>
-        Effect.tryPromise({ try: request, catch: (cause) => storeError(operation, key, cause) })
-
-      const put = Effect.fn("S3ObjectStore.put")(function*(key: string, body: Uint8Array, contentType: string) {
-        if (!isSafeKey(key)) return yield* unsafeKey("PutObject", key)
-        yield* call("PutObject", key, (abortSignal) =>
-          client.send(
-            new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }),
-            { abortSignal }
-          ))
-      })
-
-      const get = Effect.fn("S3ObjectStore.get")(function*(key: string) {
-        if (!isSafeKey(key)) return yield* unsafeKey("GetObject", key)
-        const output = yield* Effect.tryPromise({
-          try: (abortSignal) => client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
-          catch: (cause): ObjectStoreError | ObjectNotFound =>
-            isNotFound(cause)
-              ? new ObjectNotFound({ key, message: `No object ${key} in s3://${bucket}` })
-              : storeError("GetObject", key, cause)
-        })
-        return {
-          key,
-          size: output.ContentLength ?? 0,
-          contentType: output.ContentType ?? "application/octet-stream",
-          body: bodyStream(output.Body, key)
-        } satisfies StoredObject
-      })
-
-      const headInfo = (key: string): Effect.Effect<Option.Option<ObjectInfo>, ObjectStoreError> =>
-        Effect.tryPromise({
-          try: (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
-          catch: (cause) => ({ notFound: isNotFound(cause), cause })
-        }).pipe(
-          Effect.map((output) =>
-            Option.some<ObjectInfo>({
-              key,
-              size: output.ContentLength ?? 0,
-              contentType: output.ContentType ?? "application/octet-stream"
-            })
-          ),
-          Effect.catch((failure) =>
-            failure.notFound ? Effect.succeed(Option.none()) : Effect.fail(storeError("HeadObject", key, failure.cause))
-          )
-        )
-
-      const head = Effect.fn("S3ObjectStore.head")(function*(key: string) {
-        if (!isSafeKey(key)) return yield* unsafeKey("HeadObject", key)
-        return yield* headInfo(key)
-      })
-
-      const list = Effect.fn("S3ObjectStore.list")(function*(prefix: string) {
-        const keys: Array<string> = []
-        let continuationToken: string | undefined
-        do {
-          const token = continuationToken
-          const page = yield* call("ListObjectsV2", prefix, (abortSignal) =>
-            client.send(
-              new ListObjectsV2Command({
-                Bucket: bucket,
-                Prefix: prefix,
-                MaxKeys: pageSize,
-                ...(token !== undefined ? { ContinuationToken: token } : {})
-              }),
-              { abortSignal }
-            ))
-          for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key)
-          continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined
-        } while (continuationToken !== undefined)
-        // ListObjectsV2 has no content types: one HeadObject per key. An object deleted in between
-        // is left out.
-        const infos = yield* Effect.forEach(keys, headInfo, { concurrency: headConcurrency })
-        return infos.flatMap((info) => Option.isSome(info) ? [info.value] : [])
-      })
-
-      return ObjectStore.of({ location: `s3://${bucket}`, put, get, head, list })
-    })
+/** The store for `bucket`: one client, destroyed with the layer's scope. */
+export const make = (bucket: string, options: S3ObjectStoreOptions = {}) => Effect.gen(function*() {
+  const pageSize = options.listPageSize ?? 1000
+  const headConcurrency = options.headConcurrency ?? 8
+  const client = yield* Effect.acquireRelease(
+    Effect.sync(() => new S3Client(hasConfiguredEndpoint() ? { forcePathStyle: true } : {})),
+    (client) => Effect.sync(() => client.destroy())
   )
 
-export const layer: Layer.Layer<ObjectStore, Config.ConfigError> = layerWith()
+  const call = <A>(
+    operation: string,
+    key: string,
+    request: (signal: AbortSignal) => Promise<A>
+  ): Effect.Effect<A, ObjectStoreError> =>
+    Effect.tryPromise({ try: request, catch: (cause) => storeError(operation, key, cause) })
+
+  const put = Effect.fn("S3ObjectStore.put")(function*(key: string, body: Uint8Array, contentType: string) {
+    if (!isSafeKey(key)) return yield* unsafeKey("PutObject", key)
+    yield* call("PutObject", key, (abortSignal) =>
+      client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }),
+        { abortSignal }
+      ))
+  })
+
+  const get = Effect.fn("S3ObjectStore.get")(function*(key: string) {
+    if (!isSafeKey(key)) return yield* unsafeKey("GetObject", key)
+    const output = yield* Effect.tryPromise({
+      try: (abortSignal) => client.send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+      catch: (cause): ObjectStoreError | ObjectNotFound =>
+        isNotFound(cause)
+          ? new ObjectNotFound({ key, message: `No object ${key} in s3://${bucket}` })
+          : storeError("GetObject", key, cause)
+    })
+    return {
+      key,
+      size: output.ContentLength ?? 0,
+      contentType: output.ContentType ?? "application/octet-stream",
+      body: bodyStream(output.Body, key)
+    } satisfies StoredObject
+  })
+
+  const headInfo = (key: string): Effect.Effect<Option.Option<ObjectInfo>, ObjectStoreError> =>
+    Effect.tryPromise({
+      try: (abortSignal) => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal }),
+      catch: (cause) => ({ notFound: isNotFound(cause), cause })
+    }).pipe(
+      Effect.map((output) =>
+        Option.some<ObjectInfo>({
+          key,
+          size: output.ContentLength ?? 0,
+          contentType: output.ContentType ?? "application/octet-stream"
+        })
+      ),
+      Effect.catch((failure) =>
+        failure.notFound ? Effect.succeed(Option.none()) : Effect.fail(storeError("HeadObject", key, failure.cause))
+      )
+    )
+
+  const head = Effect.fn("S3ObjectStore.head")(function*(key: string) {
+    if (!isSafeKey(key)) return yield* unsafeKey("HeadObject", key)
+    return yield* headInfo(key)
+  })
+
+  const list = Effect.fn("S3ObjectStore.list")(function*(prefix: string) {
+    const keys: Array<string> = []
+    let continuationToken: string | undefined
+    do {
+      const token = continuationToken
+      const page = yield* call("ListObjectsV2", prefix, (abortSignal) =>
+        client.send(
+          new ListObjectsV2Command({
+            Bucket: bucket,
+            Prefix: prefix,
+            MaxKeys: pageSize,
+            ...(token !== undefined ? { ContinuationToken: token } : {})
+          }),
+          { abortSignal }
+        ))
+      for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key)
+      continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined
+    } while (continuationToken !== undefined)
+    // ListObjectsV2 has no content types: one HeadObject per key. An object deleted in between
+    // is left out.
+    const infos = yield* Effect.forEach(keys, headInfo, { concurrency: headConcurrency })
+    return infos.flatMap((info) => Option.isSome(info) ? [info.value] : [])
+  })
+
+  return ObjectStore.of({ location: `s3://${bucket}`, put, get, head, list })
+})

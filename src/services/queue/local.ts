@@ -12,21 +12,9 @@
  */
 import { createHash, randomUUID } from "node:crypto"
 import { join, resolve } from "node:path"
-import { Clock, Effect, Layer, Option, type Scope } from "effect"
-import {
-  type BatchResult,
-  type EntryFailure,
-  isFifo,
-  MAX_BATCH,
-  type OutgoingMessage,
-  Queue,
-  type QueueAttributes,
-  QueueError,
-  type QueueMessage,
-  type ReceiptEntry,
-  type ReceiveOptions
-} from "../MessageQueue.ts"
-import { DataDirConfig } from "../DataDir.ts"
+import { Clock, Effect, Option, type Scope } from "effect"
+import { type BatchResult, type EntryFailure, isFifo, MAX_BATCH, type OutgoingMessage, type QueueAttributes, type QueueMessage, type ReceiptEntry, type ReceiveOptions } from "../../domain/messages.ts"
+import { MessageQueue, QueueError } from "../MessageQueue.ts"
 import { DATABASE_FILE, inTransaction, isBusy, openDatabase } from "../SqliteFile.ts"
 
 export { DATABASE_FILE }
@@ -125,9 +113,9 @@ const byteLength = (message: OutgoingMessage): number => {
 }
 
 /** Opens (creating if needed) the queue database in `options.directory`; closed with the scope. */
-export const makeLocalQueue = (
+export const make = (
   options: LocalQueueOptions
-): Effect.Effect<Queue["Service"], QueueError, Scope.Scope> =>
+): Effect.Effect<MessageQueue["Service"], QueueError, Scope.Scope> =>
   Effect.gen(function*() {
     const directory = resolve(options.directory)
     const file = join(directory, DATABASE_FILE)
@@ -428,18 +416,5 @@ export const makeLocalQueue = (
       } satisfies QueueAttributes
     })
 
-    return Queue.of({ send, receive, delete: delete_, changeVisibility, attributes })
+    return MessageQueue.of({ send, receive, delete: delete_, changeVisibility, attributes })
   })
-
-export const LocalQueue = {
-  /** The queue in `<PIPELINE_DATA_DIR>/queue.sqlite`, with default timeouts. */
-  layer: Layer.effect(
-    Queue,
-    Effect.gen(function*() {
-      return yield* makeLocalQueue({ directory: yield* DataDirConfig })
-    })
-  ),
-  /** The queue in an explicit folder (tests, tools). */
-  layerAt: (options: LocalQueueOptions): Layer.Layer<Queue, QueueError> => Layer.effect(Queue, makeLocalQueue(options)),
-  make: makeLocalQueue
-} as const

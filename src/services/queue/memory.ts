@@ -1,21 +1,11 @@
 /**
- * An in-memory `Queue` for unit tests. It keeps what makes the engine's tests mean something:
+ * An in-memory `MessageQueue` for unit tests. It keeps what makes the engine's tests mean something:
  * visibility timeouts (on Effect's Clock, so TestClock drives them), receive counts, fresh receipt
  * handles per receive, batches of at most 10, a redrive target, and injectable failures.
  */
-import { Clock, Context, Duration, Effect, Layer, Option, Schedule } from "effect"
-import {
-  type BatchResult,
-  chunks,
-  type EntryFailure,
-  isFifo,
-  type OutgoingMessage,
-  Queue,
-  QueueError,
-  type QueueMessage,
-  type ReceiptEntry,
-  type ReceiveOptions
-} from "../MessageQueue.ts"
+import { Clock, Context, Duration, Effect, Option, Schedule } from "effect"
+import { type BatchResult, chunks, type EntryFailure, isFifo, type OutgoingMessage, type QueueMessage, type ReceiptEntry, type ReceiveOptions } from "../../domain/messages.ts"
+import { MessageQueue, QueueError } from "../MessageQueue.ts"
 
 export interface StoredMessage {
   readonly messageId: string
@@ -59,7 +49,8 @@ export class MemoryQueueControl extends Context.Service<MemoryQueueControl, {
 
 const DEFAULT_VISIBILITY_TIMEOUT = 30
 
-const make = (initial: Readonly<Record<string, MemoryQueueOptions>>) => Effect.sync(() => {
+/** A memory queue and its control, sharing one state; `initial` sets up queues with options. */
+export const make = (initial: Readonly<Record<string, MemoryQueueOptions>> = {}) => Effect.sync(() => {
   const queues = new Map<string, QueueState>(
     Object.entries(initial).map(([queueUrl, options]) => [queueUrl, { options, messages: [] }])
   )
@@ -199,7 +190,7 @@ const make = (initial: Readonly<Record<string, MemoryQueueOptions>>) => Effect.s
       return { successful, failed } satisfies BatchResult
     })
 
-  const queue = Queue.of({
+  const queue = MessageQueue.of({
     send,
     receive,
     delete: (queueUrl, entries) =>
@@ -232,14 +223,6 @@ const make = (initial: Readonly<Record<string, MemoryQueueOptions>>) => Effect.s
   })
   return { queue, control }
 })
-
-/** The memory queue and its control, sharing one state; `queues` sets up queues with options. */
-export const memoryQueueLayer = (
-  queues: Readonly<Record<string, MemoryQueueOptions>> = {}
-): Layer.Layer<Queue | MemoryQueueControl> =>
-  Layer.effectContext(
-    Effect.map(make(queues), ({ control, queue }) => Context.make(Queue, queue).pipe(Context.add(MemoryQueueControl, control)))
-  )
 
 /** A request-level failure to inject through `faults.request`. */
 export const queueFailure = (operation: string, queueUrl: string, retryable: boolean) =>

@@ -1,5 +1,5 @@
 /**
- * The `Queue` service on Amazon SQS, through @aws-sdk/client-sqs.
+ * The `MessageQueue` service on Amazon SQS, through @aws-sdk/client-sqs.
  *
  * Region, endpoint and credentials come from the SDK's own conventions (AWS_REGION,
  * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_SQS, the default credential chain); nothing is read from
@@ -17,19 +17,9 @@ import {
   type SendMessageBatchRequestEntry,
   SQSClient
 } from "@aws-sdk/client-sqs"
-import { Effect, Layer, Option } from "effect"
-import {
-  type BatchResult,
-  chunks,
-  type EntryFailure,
-  type OutgoingMessage,
-  Queue,
-  type QueueAttributes,
-  QueueError,
-  type QueueMessage,
-  type ReceiptEntry,
-  type ReceiveOptions
-} from "../MessageQueue.ts"
+import { Effect, Option } from "effect"
+import { type BatchResult, chunks, type EntryFailure, type OutgoingMessage, type QueueAttributes, type QueueMessage, type ReceiptEntry, type ReceiveOptions } from "../../domain/messages.ts"
+import { MessageQueue, QueueError } from "../MessageQueue.ts"
 import { awsErrorMessage, isRetryableAwsError } from "../awsErrors.ts"
 
 /** Batch requests of one call that may be in flight at once. */
@@ -135,177 +125,175 @@ const parseQueueArn = (arn: string): Option.Option<{ readonly account: string; r
   return account !== "" && name !== "" ? Option.some({ account, name }) : Option.none()
 }
 
-export const layer: Layer.Layer<Queue> = Layer.effect(
-  Queue,
-  Effect.gen(function*() {
-    // SDK (middleware-sdk-sqs queueUrlMiddleware): requests go to the QueueUrl's host unless the client has `endpoint` or `useQueueUrlAsEndpoint: false`; AWS_ENDPOINT_URL(_SQS) does not count.
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() => new SQSClient(hasConfiguredEndpoint() ? { useQueueUrlAsEndpoint: false } : {})),
-      (client) => Effect.sync(() => client.destroy())
-    )
+/** Amazon SQS: one client, destroyed with the layer's scope. */
+export const make = Effect.gen(function*() {
+  // SDK (middleware-sdk-sqs queueUrlMiddleware): requests go to the QueueUrl's host unless the client has `endpoint` or `useQueueUrlAsEndpoint: false`; AWS_ENDPOINT_URL(_SQS) does not count.
+  const client = yield* Effect.acquireRelease(
+    Effect.sync(() => new SQSClient(hasConfiguredEndpoint() ? { useQueueUrlAsEndpoint: false } : {})),
+    (client) => Effect.sync(() => client.destroy())
+  )
 
-    const call = <A>(
-      operation: string,
-      queueUrl: string,
-      request: (signal: AbortSignal) => Promise<A>
-    ): Effect.Effect<A, QueueError> =>
-      Effect.tryPromise({
-        try: request,
+  const call = <A>(
+    operation: string,
+    queueUrl: string,
+    request: (signal: AbortSignal) => Promise<A>
+  ): Effect.Effect<A, QueueError> =>
+    Effect.tryPromise({
+      try: request,
+      catch: (cause) =>
+        new QueueError({
+          operation,
+          queueUrl,
+          message: awsErrorMessage(cause),
+          retryable: isRetryableAwsError(cause),
+          cause
+        })
+    })
+
+  const send = Effect.fn("SqsQueue.send")(function*(queueUrl: string, messages: ReadonlyArray<OutgoingMessage>) {
+    const results = yield* Effect.forEach(
+      chunks(messages),
+      (chunk) =>
+        call("SendMessageBatch", queueUrl, (abortSignal) =>
+          client.send(
+            new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map(toEntry) }),
+            { abortSignal }
+          )).pipe(
+            Effect.map((output) =>
+              toBatchResult(chunk.map((message) => message.id), output.Successful, output.Failed)
+            ),
+            Effect.catch(chunkFailed(chunk.map((message) => message.id)))
+          ),
+      { concurrency: CHUNK_CONCURRENCY }
+    )
+    return mergeResults(results)
+  })
+
+  const receive = Effect.fn("SqsQueue.receive")(function*(queueUrl: string, options?: ReceiveOptions) {
+    const output = yield* call("ReceiveMessage", queueUrl, (abortSignal) =>
+      client.send(
+        new ReceiveMessageCommand({
+          QueueUrl: queueUrl,
+          MaxNumberOfMessages: options?.maxMessages ?? 10,
+          WaitTimeSeconds: options?.waitSeconds ?? 0,
+          ...(options?.visibilityTimeout !== undefined ? { VisibilityTimeout: options.visibilityTimeout } : {}),
+          MessageAttributeNames: ["All"],
+          MessageSystemAttributeNames: ["ApproximateReceiveCount"]
+        }),
+        { abortSignal }
+      ))
+    return (output.Messages ?? []).map((message): QueueMessage => {
+      const attributes: Record<string, string> = {}
+      for (const [name, value] of Object.entries(message.MessageAttributes ?? {})) {
+        if (value.StringValue !== undefined) attributes[name] = value.StringValue
+      }
+      const receiveCount = Number(message.Attributes?.ApproximateReceiveCount)
+      return {
+        messageId: message.MessageId ?? "",
+        receiptHandle: message.ReceiptHandle ?? "",
+        body: message.Body ?? "",
+        attributes,
+        // we asked for it, so it is there; a message in hand has been received at least once
+        receiveCount: Number.isInteger(receiveCount) && receiveCount > 0 ? receiveCount : 1
+      }
+    })
+  })
+
+  const delete_ = Effect.fn("SqsQueue.delete")(function*(queueUrl: string, entries: ReadonlyArray<ReceiptEntry>) {
+    const results = yield* Effect.forEach(
+      chunks(entries),
+      (chunk) =>
+        call("DeleteMessageBatch", queueUrl, (abortSignal) =>
+          client.send(
+            new DeleteMessageBatchCommand({
+              QueueUrl: queueUrl,
+              Entries: chunk.map((entry, index) => ({ Id: String(index), ReceiptHandle: entry.receiptHandle }))
+            }),
+            { abortSignal }
+          )).pipe(
+            Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
+            Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
+          ),
+      { concurrency: CHUNK_CONCURRENCY }
+    )
+    return mergeResults(results)
+  })
+
+  const changeVisibility = Effect.fn("SqsQueue.changeVisibility")(function*(
+    queueUrl: string,
+    entries: ReadonlyArray<ReceiptEntry>,
+    seconds: number
+  ) {
+    const results = yield* Effect.forEach(
+      chunks(entries),
+      (chunk) =>
+        call("ChangeMessageVisibilityBatch", queueUrl, (abortSignal) =>
+          client.send(
+            new ChangeMessageVisibilityBatchCommand({
+              QueueUrl: queueUrl,
+              Entries: chunk.map((entry, index) => ({
+                Id: String(index),
+                ReceiptHandle: entry.receiptHandle,
+                VisibilityTimeout: seconds
+              }))
+            }),
+            { abortSignal }
+          )).pipe(
+            Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
+            Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
+          ),
+      { concurrency: CHUNK_CONCURRENCY }
+    )
+    return mergeResults(results)
+  })
+
+  const attributes = Effect.fn("SqsQueue.attributes")(function*(queueUrl: string) {
+    const output = yield* call("GetQueueAttributes", queueUrl, (abortSignal) =>
+      client.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["All"] }), { abortSignal }))
+    const attrs = output.Attributes ?? {}
+    let deadLetterQueueUrl = Option.none<string>()
+    let maxReceiveCount = Option.none<number>()
+    const redrivePolicy = attrs.RedrivePolicy
+    if (redrivePolicy !== undefined && redrivePolicy !== "") {
+      const target = yield* Effect.try({
+        try: () => {
+          const policy: unknown = JSON.parse(redrivePolicy)
+          const arn = typeof policy === "object" && policy !== null && "deadLetterTargetArn" in policy
+            ? policy.deadLetterTargetArn
+            : undefined
+          const parsed = typeof arn === "string" ? parseQueueArn(arn) : Option.none()
+          if (Option.isNone(parsed)) throw new Error(`no usable deadLetterTargetArn in ${redrivePolicy}`)
+          // SQS answers with a number, but accepts (and moto echoes) a string
+          const receives = Number((policy as { maxReceiveCount?: unknown }).maxReceiveCount)
+          return { ...parsed.value, maxReceiveCount: Number.isInteger(receives) && receives > 0 ? Option.some(receives) : Option.none<number>() }
+        },
         catch: (cause) =>
           new QueueError({
-            operation,
+            operation: "GetQueueAttributes",
             queueUrl,
-            message: awsErrorMessage(cause),
-            retryable: isRetryableAwsError(cause),
+            message: `Unreadable RedrivePolicy: ${cause instanceof Error ? cause.message : String(cause)}`,
+            retryable: false,
             cause
           })
       })
-
-    const send = Effect.fn("SqsQueue.send")(function*(queueUrl: string, messages: ReadonlyArray<OutgoingMessage>) {
-      const results = yield* Effect.forEach(
-        chunks(messages),
-        (chunk) =>
-          call("SendMessageBatch", queueUrl, (abortSignal) =>
-            client.send(
-              new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map(toEntry) }),
-              { abortSignal }
-            )).pipe(
-              Effect.map((output) =>
-                toBatchResult(chunk.map((message) => message.id), output.Successful, output.Failed)
-              ),
-              Effect.catch(chunkFailed(chunk.map((message) => message.id)))
-            ),
-        { concurrency: CHUNK_CONCURRENCY }
-      )
-      return mergeResults(results)
-    })
-
-    const receive = Effect.fn("SqsQueue.receive")(function*(queueUrl: string, options?: ReceiveOptions) {
-      const output = yield* call("ReceiveMessage", queueUrl, (abortSignal) =>
+      const dlq = yield* call("GetQueueUrl", queueUrl, (abortSignal) =>
         client.send(
-          new ReceiveMessageCommand({
-            QueueUrl: queueUrl,
-            MaxNumberOfMessages: options?.maxMessages ?? 10,
-            WaitTimeSeconds: options?.waitSeconds ?? 0,
-            ...(options?.visibilityTimeout !== undefined ? { VisibilityTimeout: options.visibilityTimeout } : {}),
-            MessageAttributeNames: ["All"],
-            MessageSystemAttributeNames: ["ApproximateReceiveCount"]
-          }),
+          new GetQueueUrlCommand({ QueueName: target.name, QueueOwnerAWSAccountId: target.account }),
           { abortSignal }
         ))
-      return (output.Messages ?? []).map((message): QueueMessage => {
-        const attributes: Record<string, string> = {}
-        for (const [name, value] of Object.entries(message.MessageAttributes ?? {})) {
-          if (value.StringValue !== undefined) attributes[name] = value.StringValue
-        }
-        const receiveCount = Number(message.Attributes?.ApproximateReceiveCount)
-        return {
-          messageId: message.MessageId ?? "",
-          receiptHandle: message.ReceiptHandle ?? "",
-          body: message.Body ?? "",
-          attributes,
-          // we asked for it, so it is there; a message in hand has been received at least once
-          receiveCount: Number.isInteger(receiveCount) && receiveCount > 0 ? receiveCount : 1
-        }
-      })
-    })
-
-    const delete_ = Effect.fn("SqsQueue.delete")(function*(queueUrl: string, entries: ReadonlyArray<ReceiptEntry>) {
-      const results = yield* Effect.forEach(
-        chunks(entries),
-        (chunk) =>
-          call("DeleteMessageBatch", queueUrl, (abortSignal) =>
-            client.send(
-              new DeleteMessageBatchCommand({
-                QueueUrl: queueUrl,
-                Entries: chunk.map((entry, index) => ({ Id: String(index), ReceiptHandle: entry.receiptHandle }))
-              }),
-              { abortSignal }
-            )).pipe(
-              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
-              Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
-            ),
-        { concurrency: CHUNK_CONCURRENCY }
-      )
-      return mergeResults(results)
-    })
-
-    const changeVisibility = Effect.fn("SqsQueue.changeVisibility")(function*(
-      queueUrl: string,
-      entries: ReadonlyArray<ReceiptEntry>,
-      seconds: number
-    ) {
-      const results = yield* Effect.forEach(
-        chunks(entries),
-        (chunk) =>
-          call("ChangeMessageVisibilityBatch", queueUrl, (abortSignal) =>
-            client.send(
-              new ChangeMessageVisibilityBatchCommand({
-                QueueUrl: queueUrl,
-                Entries: chunk.map((entry, index) => ({
-                  Id: String(index),
-                  ReceiptHandle: entry.receiptHandle,
-                  VisibilityTimeout: seconds
-                }))
-              }),
-              { abortSignal }
-            )).pipe(
-              Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
-              Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
-            ),
-        { concurrency: CHUNK_CONCURRENCY }
-      )
-      return mergeResults(results)
-    })
-
-    const attributes = Effect.fn("SqsQueue.attributes")(function*(queueUrl: string) {
-      const output = yield* call("GetQueueAttributes", queueUrl, (abortSignal) =>
-        client.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ["All"] }), { abortSignal }))
-      const attrs = output.Attributes ?? {}
-      let deadLetterQueueUrl = Option.none<string>()
-      let maxReceiveCount = Option.none<number>()
-      const redrivePolicy = attrs.RedrivePolicy
-      if (redrivePolicy !== undefined && redrivePolicy !== "") {
-        const target = yield* Effect.try({
-          try: () => {
-            const policy: unknown = JSON.parse(redrivePolicy)
-            const arn = typeof policy === "object" && policy !== null && "deadLetterTargetArn" in policy
-              ? policy.deadLetterTargetArn
-              : undefined
-            const parsed = typeof arn === "string" ? parseQueueArn(arn) : Option.none()
-            if (Option.isNone(parsed)) throw new Error(`no usable deadLetterTargetArn in ${redrivePolicy}`)
-            // SQS answers with a number, but accepts (and moto echoes) a string
-            const receives = Number((policy as { maxReceiveCount?: unknown }).maxReceiveCount)
-            return { ...parsed.value, maxReceiveCount: Number.isInteger(receives) && receives > 0 ? Option.some(receives) : Option.none<number>() }
-          },
-          catch: (cause) =>
-            new QueueError({
-              operation: "GetQueueAttributes",
-              queueUrl,
-              message: `Unreadable RedrivePolicy: ${cause instanceof Error ? cause.message : String(cause)}`,
-              retryable: false,
-              cause
-            })
-        })
-        const dlq = yield* call("GetQueueUrl", queueUrl, (abortSignal) =>
-          client.send(
-            new GetQueueUrlCommand({ QueueName: target.name, QueueOwnerAWSAccountId: target.account }),
-            { abortSignal }
-          ))
-        deadLetterQueueUrl = Option.fromUndefinedOr(dlq.QueueUrl)
-        maxReceiveCount = target.maxReceiveCount
-      }
-      return {
-        visibilityTimeout: toInt(attrs.VisibilityTimeout),
-        approximateVisible: toInt(attrs.ApproximateNumberOfMessages),
-        approximateInFlight: toInt(attrs.ApproximateNumberOfMessagesNotVisible),
-        approximateDelayed: toInt(attrs.ApproximateNumberOfMessagesDelayed),
-        fifo: attrs.FifoQueue === "true",
-        deadLetterQueueUrl,
-        maxReceiveCount
-      } satisfies QueueAttributes
-    })
-
-    return Queue.of({ send, receive, delete: delete_, changeVisibility, attributes })
+      deadLetterQueueUrl = Option.fromUndefinedOr(dlq.QueueUrl)
+      maxReceiveCount = target.maxReceiveCount
+    }
+    return {
+      visibilityTimeout: toInt(attrs.VisibilityTimeout),
+      approximateVisible: toInt(attrs.ApproximateNumberOfMessages),
+      approximateInFlight: toInt(attrs.ApproximateNumberOfMessagesNotVisible),
+      approximateDelayed: toInt(attrs.ApproximateNumberOfMessagesDelayed),
+      fifo: attrs.FifoQueue === "true",
+      deadLetterQueueUrl,
+      maxReceiveCount
+    } satisfies QueueAttributes
   })
-)
+
+  return MessageQueue.of({ send, receive, delete: delete_, changeVisibility, attributes })
+})

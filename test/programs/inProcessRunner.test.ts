@@ -6,11 +6,14 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { Attribute } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
-import { BatchRunner, inProcessRunner, toSqsEvent } from "../../src/programs/BatchRunner.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import type { QueueMessage } from "../../src/services/Queue.ts"
+import { toSqsEvent } from "../../src/domain/sqsEvent.ts"
+import { inProcessRunner } from "../../src/programs/inProcessRunner.ts"
+import { BatchRunner } from "../../src/services/BatchRunner.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import type { QueueMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
+import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
 const QUEUE = "work"
 
@@ -24,7 +27,7 @@ const message = (id: string, body: string, receiveCount = 1): QueueMessage => ({
 
 const runner = Layer.provideMerge(
   inProcessRunner(greetingPipeline),
-  Layer.mergeAll(memoryQueueLayer({ [QUEUE]: {} }), MemoryObjectStoreLayer, EngineSettings.make({ queueUrl: QUEUE }))
+  Layer.mergeAll(MessageQueue.layerMemory({ [QUEUE]: {} }), ObjectStore.layerMemory, EngineSettings.layerWith({ queueUrl: QUEUE }))
 )
 
 describe("BatchRunner", () => {

@@ -5,13 +5,15 @@ import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { handleEvent, type HandlerServices } from "../../src/lambda/handler.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { runAgent } from "../../src/programs/agent.ts"
-import { BatchRunner, BatchRunnerError } from "../../src/programs/BatchRunner.ts"
-import { EngineSettings } from "../../src/programs/EngineSettings.ts"
-import { lambdaRunner, type LambdaRunnerOptions } from "../../src/services/LambdaRunner.ts"
-import { MemoryObjectStoreLayer } from "../../src/services/MemoryObjectStore.ts"
-import { MemoryQueueControl, memoryQueueLayer } from "../../src/services/MemoryQueue.ts"
-import { Queue, type QueueMessage } from "../../src/services/Queue.ts"
+import { BatchRunner, BatchRunnerError } from "../../src/services/BatchRunner.ts"
+import { CurrentPipeline } from "../../src/services/CurrentPipeline.ts"
+import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import type { LambdaRunnerOptions } from "../../src/services/batchRunner/lambda.ts"
+import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
+import type { QueueMessage } from "../../src/domain/messages.ts"
+import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { withEnv } from "../support/aws.ts"
+import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
 const FUNCTION = "pipeline-handler"
 
@@ -120,13 +122,13 @@ const runOn = (messages: ReadonlyArray<QueueMessage>, options?: LambdaRunnerOpti
   Effect.gen(function*() {
     const runner = yield* BatchRunner
     return yield* runner.run(messages)
-  }).pipe(Effect.provide(lambdaRunner(FUNCTION, options)))
+  }).pipe(Effect.provide(BatchRunner.layerLambda(FUNCTION, options)))
 
 /** The error of a batch that must fail as a whole. */
 const failureOf = (messages: ReadonlyArray<QueueMessage>, options?: LambdaRunnerOptions) =>
   Effect.flip(runOn(messages, options)).pipe(Effect.tap((error) => Effect.sync(() => assert.instanceOf(error, BatchRunnerError))))
 
-describe("lambdaRunner", () => {
+describe("BatchRunner.layerLambda", () => {
   it.live("sends the batch as an SQS event and answers with the reported failures", () =>
     Effect.gen(function*() {
       const lambda = yield* fakeLambda(() => json({ batchItemFailures: [{ itemIdentifier: "m2" }] }))
@@ -219,23 +221,25 @@ describe("lambdaRunner", () => {
 describe("agent with the lambda runner", () => {
   const QUEUE = "work"
   const DLQ = "work-dlq"
-  const services = Layer.mergeAll(
-    memoryQueueLayer({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 3, visibilityTimeout: 30 } }),
-    MemoryObjectStoreLayer,
-    EngineSettings.make({ queueUrl: QUEUE })
+  const services = Layer.provideMerge(
+    CurrentPipeline.layerOf(greetingPipeline),
+    Layer.mergeAll(
+      MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 3, visibilityTimeout: 30 } }),
+      ObjectStore.layerMemory,
+      EngineSettings.layerWith({ queueUrl: QUEUE })
+    )
   )
 
   it.live("runs greeting records to done through the Invoke API, on the same queue", () =>
     Effect.gen(function*() {
       const count = 30
-      const queue = yield* Queue
+      const queue = yield* MessageQueue
       const records = Array.from({ length: count }, (_, i) => ({ id: `r${i}` }))
       yield* queue.send(
         QUEUE,
         records.map((record, i) => ({ id: `p${i}`, body: JSON.stringify(record), attributes: toAttributes(initialTransition(record.id, record)) }))
       )
       // the function: the real handler, on this test's queue and settings
-      const handle = handleEvent(greetingPipeline)
       const context = yield* Effect.context<HandlerServices>()
       const reachedDone = new Set<string>()
       const lambda = yield* fakeLambda(async (invocation) => {
@@ -244,7 +248,7 @@ describe("agent with the lambda runner", () => {
           if (body.greeting !== undefined && body.name !== undefined) reachedDone.add(body.id)
         }
         try {
-          return { body: JSON.stringify(await Effect.runPromiseWith(context)(handle(invocation.event))) }
+          return { body: JSON.stringify(await Effect.runPromiseWith(context)(handleEvent(invocation.event))) }
         } catch (error) {
           return {
             headers: { "X-Amz-Function-Error": "Unhandled" },
@@ -254,7 +258,7 @@ describe("agent with the lambda runner", () => {
       })
 
       const stats = yield* runAgent({ queueUrl: QUEUE, concurrency: 25, untilEmpty: true, waitSeconds: 20, stop: Deferred.makeUnsafe<void>() }).pipe(
-        Effect.provide(lambdaRunner(FUNCTION))
+        Effect.provide(BatchRunner.layerLambda(FUNCTION))
       )
       assert.strictEqual(stats.succeeded, count * 3, "two steps and the done pass per record")
       assert.strictEqual(stats.failed, 0)

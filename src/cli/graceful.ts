@@ -1,0 +1,16 @@
+/**
+ * A gentle stop for long-running commands. Under `runMain`, SIGINT and SIGTERM interrupt the
+ * command; `graceful` turns that interruption into a request: `stop` completes, and the command
+ * waits for the body to finish its work (and say what it did) before it ends.
+ */
+import { Deferred, Effect, Fiber } from "effect"
+
+export const graceful = <A, E, R>(body: (stop: Deferred.Deferred<void>) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const stop = yield* Deferred.make<void>()
+    // detached, so interrupting this fiber does not interrupt the body: only `stop` reaches it
+    const running = yield* Effect.forkDetach(body(stop))
+    return yield* Fiber.join(running).pipe(
+      Effect.onInterrupt(() => Deferred.succeed(stop, undefined).pipe(Effect.andThen(Fiber.await(running))))
+    )
+  })

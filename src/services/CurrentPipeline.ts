@@ -1,0 +1,40 @@
+/**
+ * The pipeline a runtime runs, chosen when its layer is built (never at import): by value, or by
+ * name from `PIPELINE_NAME` among the pipelines a runtime knows.
+ */
+import { Config, Context, Effect, Layer, Option, Schema } from "effect"
+import type { AnyPipeline, RuntimeServices } from "../domain/Pipeline.ts"
+import "./ObjectStore.ts"
+
+export type { RuntimeServices }
+
+/** A pipeline a runtime can run: its own layer builds on what every runtime provides. */
+export type RunnablePipeline = AnyPipeline
+
+export class CurrentPipeline extends Context.Service<CurrentPipeline, RunnablePipeline>()("pipeline/services/CurrentPipeline") {
+  /** This pipeline, with its own services. */
+  static readonly layerOf = (pipeline: RunnablePipeline): Layer.Layer<CurrentPipeline, Config.ConfigError, RuntimeServices> =>
+    Layer.merge(Layer.succeed(CurrentPipeline, pipeline), pipeline.layer)
+
+  /**
+   * The pipeline `PIPELINE_NAME` names among `known` (default `fallback`), built from its own
+   * settings; an unknown name fails naming the setting.
+   */
+  static readonly layerConfig = (
+    known: Readonly<Record<string, Effect.Effect<RunnablePipeline, Config.ConfigError>>>,
+    fallback: string
+  ): Layer.Layer<CurrentPipeline, Config.ConfigError, RuntimeServices> =>
+    Layer.unwrap(Effect.gen(function*() {
+      const name = yield* PipelineNameConfig(known, fallback)
+      return CurrentPipeline.layerOf(yield* known[name]!)
+    }))
+}
+
+/** `PIPELINE_NAME`, checked against `known`: a wrong name is a ConfigError that names the setting and the choices. */
+export const PipelineNameConfig = (known: Readonly<Record<string, unknown>>, fallback: string): Config.Config<string> =>
+  Config.schema(
+    Schema.String.check(
+      Schema.makeFilter((name) => Object.hasOwn(known, name) || `no pipeline "${name}" (known: ${Object.keys(known).join(", ")})`)
+    ),
+    "PIPELINE_NAME"
+  ).pipe(Config.option, Config.map(Option.getOrElse(() => fallback)))
