@@ -29,7 +29,10 @@ import {
   ExecuteChangeSetCommand,
   GetTemplateSummaryCommand,
   type Parameter,
-  type Stack
+  type Stack,
+  waitUntilChangeSetCreateComplete,
+  waitUntilStackCreateComplete,
+  waitUntilStackUpdateComplete
 } from "@aws-sdk/client-cloudformation"
 import {
   type BucketLocationConstraint,
@@ -50,8 +53,6 @@ import { parseArgs } from "node:util"
 import { type Architecture, architectures, defaultArchitecture, ensureBuilt, isArchitecture, root } from "./build.ts"
 
 export const templatePath = join(root, "infra", "template.yaml")
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** S3-compatible endpoints (moto, LocalStack) set through the environment want path-style URLs. */
 export const s3Client = () =>
@@ -134,27 +135,47 @@ const uploadZip = async (s3: S3Client, bucket: string, stackName: string, arch: 
 const noChanges = (reason: string | undefined) =>
   reason !== undefined && (/didn't contain changes/.test(reason) || /No updates are to be performed/.test(reason))
 
-const waitForChangeSet = async (cfn: CloudFormationClient, id: string): Promise<DescribeChangeSetCommandOutput> => {
-  for (let delay = 1000;; delay = Math.min(delay * 2, 5000)) {
+/**
+ * How the SDK's waiters poll here: first at once, then from 1 s backing off to `maxDelay` (the
+ * SDK's defaults, 30 s to 120 s, would add half a minute to a deploy that takes seconds), for at
+ * most `minutes`.
+ */
+const polling = (cfn: CloudFormationClient, maxDelay: number, minutes: number) =>
+  ({ client: cfn, minDelay: 1, maxDelay, maxWaitTime: minutes * 60 })
+
+/** A waiter's timeout says so in JSON: say it in words, with where the wait stopped. */
+const stillWaiting = (error: unknown, what: string, status: string | undefined, minutes: number) =>
+  (error as Error).name === "TimeoutError" ? new Error(`${what} is still ${status} after ${minutes} minutes; deploy stopped waiting`) : error
+
+/** The change set once CloudFormation has made it: CREATE_COMPLETE, or FAILED with its reason. */
+const settledChangeSet = async (cfn: CloudFormationClient, id: string, name: string): Promise<DescribeChangeSetCommandOutput> => {
+  const minutes = 10
+  try {
+    return (await waitUntilChangeSetCreateComplete(polling(cfn, 5, minutes), { ChangeSetName: id })).final!
+  } catch (error) {
+    // FAILED ends the waiter with an error of JSON: read the status and its reason from the change set itself
     const changeSet = await cfn.send(new DescribeChangeSetCommand({ ChangeSetName: id }))
-    if (changeSet.Status === "CREATE_COMPLETE" || changeSet.Status === "FAILED") return changeSet
-    await sleep(delay)
+    if (changeSet.Status === "FAILED" || changeSet.Status === "CREATE_COMPLETE") return changeSet
+    throw stillWaiting(error, `change set ${name}`, changeSet.Status, minutes)
   }
 }
 
-const waitForStack = async (cfn: CloudFormationClient, stackName: string, since: Date): Promise<Stack> => {
-  for (let delay = 2000;; delay = Math.min(delay * 2, 10_000)) {
+/** The stack once the change set has run; else an error naming the resources that failed and why. */
+const settledStack = async (cfn: CloudFormationClient, stackName: string, creating: boolean, since: Date): Promise<Stack> => {
+  const minutes = 60
+  const waitUntil = creating ? waitUntilStackCreateComplete : waitUntilStackUpdateComplete
+  try {
+    return (await waitUntil(polling(cfn, 10, minutes), { StackName: stackName })).final!.Stacks![0]!
+  } catch (error) {
     const stack = await describeStack(cfn, stackName)
     if (stack === undefined) throw new Error(`stack ${stackName} disappeared`)
-    if (!stack.StackStatus?.endsWith("_IN_PROGRESS")) {
-      if (stack.StackStatus === "CREATE_COMPLETE" || stack.StackStatus === "UPDATE_COMPLETE") return stack
-      const { StackEvents } = await cfn.send(new DescribeStackEventsCommand({ StackName: stackName }))
-      const failures = (StackEvents ?? [])
-        .filter((event) => event.Timestamp !== undefined && event.Timestamp >= since && event.ResourceStatus?.endsWith("_FAILED"))
-        .map((event) => `  ${event.LogicalResourceId}: ${event.ResourceStatusReason}`)
-      throw new Error(`stack ${stackName} ended in ${stack.StackStatus}${failures.length > 0 ? `:\n${failures.reverse().join("\n")}` : ""}`)
-    }
-    await sleep(delay)
+    if (stack.StackStatus === "CREATE_COMPLETE" || stack.StackStatus === "UPDATE_COMPLETE") return stack // just after a timeout
+    if (stack.StackStatus?.endsWith("_IN_PROGRESS")) throw stillWaiting(error, `stack ${stackName}`, stack.StackStatus, minutes)
+    const { StackEvents } = await cfn.send(new DescribeStackEventsCommand({ StackName: stackName }))
+    const failures = (StackEvents ?? [])
+      .filter((event) => event.Timestamp !== undefined && event.Timestamp >= since && event.ResourceStatus?.endsWith("_FAILED"))
+      .map((event) => `  ${event.LogicalResourceId}: ${event.ResourceStatusReason}`)
+    throw new Error(`stack ${stackName} ended in ${stack.StackStatus}${failures.length > 0 ? `:\n${failures.reverse().join("\n")}` : ""}`)
   }
 }
 
@@ -268,7 +289,7 @@ export const deploy = async (options: DeployOptions, clients?: DeployClients): P
       if (!creating && noChanges((error as Error).message)) return upToDate()
       throw error
     }
-    const changeSet = await waitForChangeSet(cfn, changeSetId)
+    const changeSet = await settledChangeSet(cfn, changeSetId, changeSetName)
     if (changeSet.Status === "FAILED") {
       if (!creating && noChanges(changeSet.StatusReason)) {
         await cfn.send(new DeleteChangeSetCommand({ ChangeSetName: changeSetId }))
@@ -285,7 +306,7 @@ export const deploy = async (options: DeployOptions, clients?: DeployClients): P
     }
     const started = new Date(Date.now() - 60_000) // event timestamps come from AWS's clock
     await cfn.send(new ExecuteChangeSetCommand({ ChangeSetName: changeSetId }))
-    const stack = await waitForStack(cfn, stackName, started)
+    const stack = await settledStack(cfn, stackName, creating, started)
     console.log(`Stack ${stackName}: ${stack.StackStatus}`)
     await ensureLedgerTtl(cfn, dynamodb, stackName)
     return { changed: true, outputs: stackOutputs(stack) }
