@@ -19,6 +19,7 @@ import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { ByteSize, Config, Context, Duration, Effect, Layer, Schema, Stream } from "effect"
 import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import { type ImageType, SNIFF_BYTES, sniffImageType } from "../domain/ImageType.ts"
+import { STOCK_NO, STOCK_NO_RULE } from "../domain/stockNo.ts"
 
 /** 404/410 over HTTP, or no such file. Permanent. */
 export class ImageNotFound extends Schema.TaggedError<ImageNotFound>()("ImageNotFound", {
@@ -64,7 +65,6 @@ export type ImageSourceError = ImageNotFound | NotAnImage | SourceTooLarge | Sou
 // ---------------------------------------------------------------------------------------------
 // the template
 
-export const STOCK_NO = /^[A-Za-z0-9_-]{1,64}$/
 const PLACEHOLDER = "{stock_no}"
 
 export type SourceTemplate =
@@ -372,7 +372,7 @@ export const makeImageSource = (settings: ImageSourceSettings, client: HttpClien
   const fetch = Effect.fn("ImageSource.fetch")(function*(stockNo: string) {
     if (!STOCK_NO.test(stockNo)) {
       return yield* new SourceRefused({
-        message: `stock_no ${JSON.stringify(stockNo)} is not 1-64 characters from A-Z a-z 0-9 _ -`,
+        message: `stock_no ${JSON.stringify(stockNo)} is not ${STOCK_NO_RULE}`,
         location: stockNo
       })
     }

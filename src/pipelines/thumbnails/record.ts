@@ -4,11 +4,11 @@
  * `{"stock_no":"STK675849"}` → `{…,"has_raw":true}` → `{…,"size_200":true}` → `{…,"size_100":true}`.
  */
 import { Config, Schema } from "effect"
-import { STOCK_NO } from "../../services/ImageSource.ts"
+import { STOCK_NO, STOCK_NO_RULE } from "../../domain/stockNo.ts"
 
 /** Stock numbers name files and object keys, so they keep to a safe alphabet. */
 export const StockNo = Schema.String.check(
-  Schema.isPattern(STOCK_NO, { message: "stock_no must be 1-64 characters from A-Z a-z 0-9 _ - (it names files and object keys)" })
+  Schema.isPattern(STOCK_NO, { message: `stock_no must be ${STOCK_NO_RULE} (it names files and object keys)` })
 )
 
 /** `size_N`, a positive width of at most five digits. */
