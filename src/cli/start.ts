@@ -2,43 +2,70 @@
  * `npm start`: the thumbnail example end to end on this machine, with no AWS account.
  *
  * Makes a sample image set (no downloads), serves it on 127.0.0.1 so the real download path is
- * used, produces a record per image, runs the agent until the queue is empty, and prints what
- * happened. A second run continues from the local queue; `--fresh` starts over.
+ * used, and runs the demo program (`src/programs/demo.ts`) with the thumbnail pipeline on the
+ * embedded queue and bucket: a record per image, the agent until the queue is empty, a summary.
+ * A second run continues from the local queue; `--fresh` starts over.
  */
-import { readFile, rm, writeFile } from "node:fs/promises"
 import { join, resolve } from "node:path"
-import { Config, ConfigProvider, Console, Effect, Layer, Schema } from "effect"
+import { ConfigProvider, Console, Effect, Layer, Option, Stdio } from "effect"
 import { Command, Flag } from "effect/cli"
-import { thumbnailPipelineConfig } from "../pipelines/thumbnails/index.ts"
-import { runAgent } from "../programs/agent.ts"
-import { inProcessRunner } from "../programs/inProcessRunner.ts"
-import { parseInputs, produce } from "../programs/producer.ts"
+import {
+  makeThumbnailPipeline,
+  rawKeyPrefix,
+  sizeFlag,
+  thumbnailKey,
+  type ThumbnailRecord,
+  ThumbnailSizesConfig
+} from "../pipelines/thumbnails/index.ts"
 import { makeSampleImages, serveImages } from "../pipelines/thumbnails/sampleImages.ts"
-import { localBackendsLayer } from "./layers.ts"
-import { LOCAL_QUEUE } from "../services/EngineSettings.ts"
+import { type DemoOutcome, forgetDemo, produceOnce, runDemo } from "../programs/demo.ts"
 import { DataDirConfig } from "../services/DataDir.ts"
-import { deadLetterQueueName } from "../services/queue/local.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
-import type { QueueMessage } from "../domain/messages.ts"
-import { MessageQueue } from "../services/MessageQueue.ts"
-import { defaultConcurrency } from "./commands.ts"
+import { defaultConcurrency, UsageError } from "./commands.ts"
+import { localBackendsLayer } from "./layers.ts"
 import { clearProgress, drawProgress, summaryOf } from "./progress.ts"
 import { graceful } from "./graceful.ts"
 
-class StartFailed extends Schema.TaggedError<StartFailed>()("StartFailed", { message: Schema.String }) {}
+/**
+ * A thumbnail record's state as the bucket shows it, once its messages are gone: `has_raw` if its
+ * raw image is there, `size_N` for each width the pipeline was built with whose thumbnail is there.
+ */
+const recordInBucket = (sizes: ReadonlyArray<number>) => (stockNo: string) =>
+  Effect.gen(function*() {
+    const store = yield* ObjectStore
+    const raw = yield* store.list(rawKeyPrefix(stockNo))
+    const made = yield* Effect.forEach(sizes, (size) => Effect.map(store.head(thumbnailKey(size, stockNo)), Option.isSome))
+    const record: ThumbnailRecord = {
+      stock_no: stockNo,
+      has_raw: raw.length > 0,
+      ...Object.fromEntries(sizes.map((size, i) => [sizeFlag(size), made[i]!]))
+    }
+    return record
+  })
 
-/** Reads every message of the dead-letter queue without taking them off it. */
-const peekAll = Effect.fn("peekAll")(function*(queueUrl: string) {
-  const queue = yield* MessageQueue
-  const seen: Array<QueueMessage> = []
-  while (true) {
-    const batch = yield* queue.receive(queueUrl, { maxMessages: 10, visibilityTimeout: 30 })
-    if (batch.length === 0) break
-    seen.push(...batch)
-  }
-  yield* queue.changeVisibility(queueUrl, seen.map((m, i) => ({ id: `p${i}`, receiptHandle: m.receiptHandle })), 0)
-  return seen
-})
+export const summaryText = (outcome: DemoOutcome): string => {
+  const summary = summaryOf(outcome.stats)
+  const dead = outcome.deadLetterCount
+  return [
+    `records done:        ${outcome.done} of ${outcome.records}`,
+    `dead-letter queue:   ${dead}`,
+    ...outcome.deadLetters.map((letter) =>
+      `  ${letter.body}  ${letter.reason}` + (letter.errorMessage === undefined ? "" : `: ${letter.errorMessage}`)
+    ),
+    `time:                ${summary.seconds} s (${summary.transitions} transitions)`,
+    `thumbnails made:     ${outcome.made} (${(outcome.made / Math.max(summary.seconds, 0.001)).toFixed(1)}/s)`,
+    `thumbnails on disk:  ${outcome.outputAt}`,
+    "",
+    "next:",
+    "  npm run cli -- status       the queue and the dead letters by reason",
+    ...(dead > 0
+      ? [
+        "  npm run cli -- dlq list     each dead letter with its reason and record",
+        "  npm run cli -- dlq redrive  send them back once the cause is fixed"
+      ]
+      : [])
+  ].join("\n")
+}
 
 export const start = Command.make(
   "start",
@@ -47,76 +74,38 @@ export const start = Command.make(
     fresh: Flag.Boolean("fresh").pipe(Flag.withDescription("Forget the local queue and bucket first"), Flag.withDefault(false))
   },
   Effect.fn("cli.start")(function*(flags) {
-    if (flags.count < 1) return yield* new StartFailed({ message: "--count must be at least 1" })
+    if (flags.count < 1) return yield* new UsageError({ message: "--count must be at least 1" })
     const dataDir = resolve(yield* DataDirConfig)
-    if (flags.fresh) {
-      yield* Effect.promise(() => Promise.all(["queue.sqlite", "queue.sqlite-wal", "queue.sqlite-shm", "bucket", "produced.json"].map((name) =>
-        rm(join(dataDir, name), { recursive: true, force: true })
-      )))
-    }
+    if (flags.fresh) yield* forgetDemo(dataDir)
     const samples = yield* makeSampleImages(join(dataDir, "samples"), { count: flags.count })
     const server = yield* serveImages(samples.folder)
     yield* Console.error(`${samples.images.length} sample images in ${samples.folder}, served at ${server.baseUrl}`)
 
-    const pipeline = yield* thumbnailPipelineConfig
+    const sizes = yield* ThumbnailSizesConfig
+    const pipeline = makeThumbnailPipeline(sizes)
+    const stockNos = samples.images.map((image) => image.stockNo)
+    // the embedded backends whatever the environment says, and the images from this server
     const services = Layer.provideMerge(pipeline.layer, localBackendsLayer).pipe(
       Layer.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown({ IMAGE_SOURCE: server.imageSource }), { asPrimary: true }))
     )
-    const interactive = process.stderr.isTTY === true
+    const interactive = yield* (yield* Stdio.Stdio).stderrIsTerminal
 
-    yield* graceful((stop) => Effect.gen(function*() {
-      const store = yield* ObjectStore
-      // a record is produced once per data dir: a second run only continues the queue
-      const marker = "produced.json"
-      const already = new Set<string>(yield* Effect.tryPromise(() =>
-        readFile(join(dataDir, marker), "utf8").then((text) => JSON.parse(text) as Array<string>)
-      ).pipe(Effect.orElseSucceed(() => [])))
-      const fresh = samples.images.filter((image) => !already.has(image.stockNo))
-      const { messages, invalid } = parseInputs(pipeline, LOCAL_QUEUE, fresh.map((image) => ({ source: image.stockNo, text: image.stockNo })))
-      if (invalid.length > 0) return yield* new StartFailed({ message: `invalid sample records: ${invalid.map((i) => i.reason).join("; ")}` })
-      const produced = yield* produce(LOCAL_QUEUE, messages)
-      yield* Effect.tryPromise(() =>
-        writeFile(join(dataDir, marker), JSON.stringify([...already, ...fresh.map((image) => image.stockNo)]))
-      ).pipe(Effect.orDie)
-      yield* Console.error(
-        produced.sent > 0 ? `produced ${produced.sent} records` : `continuing: all ${samples.images.length} records were produced before`
-      )
-
-      const sizes = (yield* Config.String("THUMBNAIL_SIZES").pipe(Config.withDefault("100,200"))).split(",").map((s) => Number(s.trim()))
-      const thumbnailsBefore = (yield* store.list("thumbnails/")).length
-      const stats = yield* runAgent({
-          queueUrl: LOCAL_QUEUE,
+    // the summary is printed inside: after a stop by signal, nothing after `graceful` runs
+    yield* graceful((stop) =>
+      Effect.gen(function*() {
+        const { produced, records } = yield* produceOnce(pipeline, dataDir, stockNos)
+        yield* Console.error(produced > 0 ? `produced ${produced} records` : `continuing: all ${records} records were produced before`)
+        const outcome = yield* runDemo(pipeline, {
+          ids: stockNos,
+          stateOf: recordInBucket(sizes),
+          outputFolder: "thumbnails",
           concurrency: defaultConcurrency,
-          untilEmpty: true,
-          waitSeconds: 1,
           stop,
-          onProgress: interactive ? drawProgress : undefined,
-          progressEvery: "250 millis"
-        }).pipe(Effect.provide(inProcessRunner(pipeline)))
-      if (interactive) yield* clearProgress
-      const thumbnails = yield* store.list("thumbnails/")
-      const smallest = Math.min(...sizes)
-      const done = thumbnails.filter((object) => object.key.startsWith(`thumbnails/${smallest}/`)).length
-      const dead = yield* peekAll(deadLetterQueueName(LOCAL_QUEUE))
-      const summary = summaryOf(stats)
-      const made = thumbnails.length - thumbnailsBefore
-      yield* Console.log([
-        `records done:        ${done} of ${samples.images.length}`,
-        `dead-letter queue:   ${dead.length}`,
-        ...dead.map((message) => `  ${message.body}  ${message.attributes["error.tag"]}: ${message.attributes["error.message"]}`),
-        `time:                ${summary.seconds} s (${summary.transitions} transitions)`,
-        `thumbnails made:     ${made} (${(made / Math.max(summary.seconds, 0.001)).toFixed(1)}/s)`,
-        `thumbnails on disk:  ${join(store.location, "thumbnails")}`,
-        "",
-        "next:",
-        "  npm run cli -- status       the queue and the dead letters by reason",
-        ...(dead.length > 0
-          ? [
-            "  npm run cli -- dlq list     each dead letter with its reason and record",
-            "  npm run cli -- dlq redrive  send them back once the cause is fixed"
-          ]
-          : [])
-      ].join("\n"))
-    }).pipe(Effect.provide(services)))
+          onProgress: interactive ? drawProgress : undefined
+        })
+        if (interactive) yield* clearProgress
+        yield* Console.log(summaryText(outcome))
+      }).pipe(Effect.provide(services))
+    )
   }, Effect.scoped)
 ).pipe(Command.withDescription("Run the thumbnail example on this machine: sample images, producer, agent, summary"))

@@ -50,4 +50,10 @@ describe("npm start", { timeout: 120_000 }, () => {
     assert.include(fresh.stderr, "produced 6 records")
     assert.include(fresh.stdout, "thumbnails made:     10")
   })
+
+  it("--count below 1 is bad usage: one line, exit 2", async () => {
+    const result = await start("--count", "0")
+    assert.strictEqual(result.code, 2)
+    assert.strictEqual(result.stderr.trim(), "error: --count must be at least 1")
+  })
 })
