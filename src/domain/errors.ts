@@ -9,7 +9,7 @@
  *
  * Any error with `retryable: true` is retryable; every other error is permanent.
  */
-import { Schema } from "effect"
+import { Cause, Schema } from "effect"
 
 /** What the engine needs to know about any failure: a tag, a message, and its kind. */
 export interface StepFailure {
@@ -53,3 +53,18 @@ export class RetryableError extends Schema.TaggedError<RetryableError>()("Retrya
 export class PermanentError extends Schema.TaggedError<PermanentError>()("PermanentError", {
   message: Schema.String
 }) {}
+
+/**
+ * A defect (a thrown exception) in author code. Not known to be permanent, so it is left to SQS
+ * redelivery; on its last allowed receive it is dead-lettered with this reason.
+ */
+export class Defect extends Schema.TaggedError<Defect>()("Defect", {
+  message: Schema.String
+}) {
+  readonly retryable = true
+
+  static fromCause(cause: Cause.Cause<unknown>): Defect {
+    const squashed = Cause.squash(cause)
+    return new Defect({ message: squashed instanceof Error ? `${squashed.name}: ${squashed.message}` : String(squashed) })
+  }
+}

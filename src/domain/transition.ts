@@ -57,3 +57,9 @@ export const fromAttributes = (attributes: Readonly<Record<string, string>>, mes
     transitionId: attributes[Attribute.transitionId] ?? ""
   }
 }
+
+/** On a FIFO queue: a record's messages form one group (its id, or its chain's), deduplicated by transition. */
+export const fifoFields = (recordId: string, transition: Transition) => ({
+  groupId: recordId === "" ? transition.traceId : recordId,
+  deduplicationId: transition.transitionId
+})

@@ -12,7 +12,8 @@ import { isRetryable } from "../domain/errors.ts"
 import type { QueueMessage } from "../domain/messages.ts"
 import { MessageQueue } from "../services/MessageQueue.ts"
 import { BatchRunner } from "../services/BatchRunner.ts"
-import { briefRetry, deleteAll } from "./sendAll.ts"
+import { briefRetry } from "./retry.ts"
+import { deleteAll } from "./sendAll.ts"
 
 export interface AgentOptions {
   readonly queueUrl: string

@@ -7,42 +7,55 @@
  * with their reason; retryable ones are retried in process, then left to SQS redelivery.
  * Acknowledging (deleting) is the caller's job: Lambda deletes what the handler does not report.
  */
-import { Effect, Metric, Option, Schedule, Schema } from "effect"
+import { Cause, Data, Effect, Exit, Metric, Option, Result, Schema } from "effect"
 import {
+  Defect,
   isRetryable,
   MalformedBody,
   SchemaViolation,
   StepLimitReached,
   type StepFailure
 } from "../domain/errors.ts"
-import type { Pipeline } from "../domain/Pipeline.ts"
-import { Attribute, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
 import { isFifo, type OutgoingMessage, type QueueAttributes, type QueueMessage } from "../domain/messages.ts"
+import type { Pipeline } from "../domain/Pipeline.ts"
+import { Attribute, fifoFields, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
+import { EngineSettings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
-import { EngineSettings } from "../services/EngineSettings.ts"
-import { briefRetry, deleteAll, sendAll } from "./sendAll.ts"
+import { briefRetry, retryPolicy } from "./retry.ts"
+import { deleteAll, sendAll } from "./sendAll.ts"
 
 /** What happened to one message. Every outcome but `Failed` is acknowledged. */
-export type Outcome =
-  | { readonly _tag: "Advanced"; readonly message: QueueMessage; readonly mutation: string; readonly step: number }
-  | { readonly _tag: "Done"; readonly message: QueueMessage }
+export type Outcome = Data.TaggedEnum<{
+  Advanced: { readonly message: QueueMessage; readonly mutation: string; readonly step: number }
+  Done: { readonly message: QueueMessage }
   /** A copy of a message whose place in its chain another message holds: nothing was run. */
-  | { readonly _tag: "Duplicate"; readonly message: QueueMessage }
-  | { readonly _tag: "DeadLettered"; readonly message: QueueMessage; readonly error: StepFailure }
-  | { readonly _tag: "Failed"; readonly message: QueueMessage; readonly error: StepFailure }
+  Duplicate: { readonly message: QueueMessage }
+  DeadLettered: { readonly message: QueueMessage; readonly error: StepFailure }
+  Failed: { readonly message: QueueMessage; readonly error: StepFailure }
+}>
+export const Outcome = Data.taggedEnum<Outcome>()
 
-type Decision =
-  | { readonly _tag: "Next"; readonly message: QueueMessage; readonly mutation: string; readonly entry: OutgoingMessage; readonly step: number }
-  | { readonly _tag: "Done"; readonly message: QueueMessage }
-  | { readonly _tag: "DeadLetter"; readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
-  | { readonly _tag: "Retry"; readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
+/** What the engine decided for one message before anything is sent. */
+type Decision = Data.TaggedEnum<{
+  Next: { readonly message: QueueMessage; readonly mutation: string; readonly entry: OutgoingMessage; readonly step: number }
+  Done: { readonly message: QueueMessage }
+  DeadLetter: { readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
+  Retry: { readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
+}>
+const Decision = Data.taggedEnum<Decision>()
 
-/** A defect (a thrown exception) in author code: not known to be permanent, so SQS redrive decides. */
-const defect = (cause: unknown): StepFailure => ({
-  _tag: "Defect",
-  message: cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)
-})
+/** A failure and the stage it happened in (`decode`, `route`, or the mutation's name). */
+class StageFailure extends Data.TaggedError("StageFailure")<{ readonly stage: string; readonly error: StepFailure }> {}
+
+/** Runs `effect` as part of `stage`: its errors, and its defects as `Defect`s, carry the stage. */
+const atStage = (stage: string) => <A, E extends StepFailure, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(
+    Effect.catchCause((cause) => {
+      const error: StepFailure = Option.getOrElse(Cause.findErrorOption(cause), () => Defect.fromCause(cause))
+      return Effect.fail(new StageFailure({ stage, error }))
+    })
+  )
 
 const MAX_ATTRIBUTE_TEXT = 1024
 const attributeText = (text: string) =>
@@ -63,21 +76,21 @@ const deadLetterAttributes = (message: QueueMessage, error: StepFailure, stage: 
   return { ...pipelineOnly, ...ours }
 }
 
+const JsonBody = Schema.fromJsonString(Schema.Unknown)
+
+/** A message body as the pipeline's record: not JSON is `MalformedBody`, not the record's shape `SchemaViolation`. */
 export const decodeBody = <Rec>(
   schema: Schema.Codec<Rec, unknown>,
   body: string
 ): Effect.Effect<Rec, MalformedBody | SchemaViolation> =>
-  Effect.suspend((): Effect.Effect<Rec, MalformedBody | SchemaViolation> => {
-    let json: unknown
-    try {
-      json = JSON.parse(body)
-    } catch (error) {
-      return Effect.fail(new MalformedBody({ message: `body is not JSON: ${(error as Error).message}` }))
-    }
-    return Schema.decodeUnknownEffect(schema)(json, { errors: "all" }).pipe(
-      Effect.mapError((error) => new SchemaViolation({ message: error.message }))
+  Schema.decodeUnknownEffect(JsonBody)(body).pipe(
+    Effect.mapError((error) => new MalformedBody({ message: `body is not JSON: ${error.message}` })),
+    Effect.flatMap((json) =>
+      Schema.decodeUnknownEffect(schema)(json, { errors: "all" }).pipe(
+        Effect.mapError((error) => new SchemaViolation({ message: error.message }))
+      )
     )
-  })
+  )
 
 type RedrivePolicy = Pick<QueueAttributes, "deadLetterQueueUrl" | "maxReceiveCount">
 
@@ -108,56 +121,53 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const queue = yield* MessageQueue
     const redrivePolicies = redrivePoliciesOf.get(queue) ?? new Map<string, RedrivePolicy>()
     redrivePoliciesOf.set(queue, redrivePolicies)
-    const retry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: settings.retryFor }))
+    const retry = retryPolicy(settings.retryFor)
     const fifo = isFifo(settings.queueUrl)
 
-    const decide = (message: QueueMessage, index: number): Effect.Effect<Decision, never, R> => {
-      let stage = "decode"
-      return Effect.gen(function*() {
-        const record = yield* decodeBody(pipeline.schema, message.body)
-        const current: Transition = fromAttributes(message.attributes, message.messageId)
-        if (current.step >= settings.maxSteps) {
-          return yield* new StepLimitReached({
+    // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
+    const decide = Effect.fn("decide")(function*(message: QueueMessage, index: number) {
+      const current: Transition = fromAttributes(message.attributes, message.messageId)
+      const record = yield* decodeBody(pipeline.schema, message.body).pipe(atStage("decode"))
+      if (current.step >= settings.maxSteps) {
+        return yield* new StageFailure({
+          stage: "decode",
+          error: new StepLimitReached({
             message: `step ${current.step} reached the limit of ${settings.maxSteps} steps`,
             step: current.step,
             maxSteps: settings.maxSteps
           })
-        }
-        stage = "route"
-        const route = pipeline.router(record)
-        if (route._tag === "Done") return { _tag: "Done", message } as const
-        if (route._tag === "UnknownState") return yield* route
-        stage = route.name
-        const next = yield* route.run(record).pipe(Effect.retry({ schedule: retry, while: isRetryable }))
-        const encoded = yield* encode(next).pipe(
-          Effect.mapError((error) =>
-            new SchemaViolation({ message: `${route.name} returned an invalid record: ${error.message}` })
-          )
-        )
-        const recordId = pipeline.recordId(next)
-        const transition = nextTransition(current, recordId, encoded)
-        const entry: OutgoingMessage = {
-          id: `m${index}`,
-          body: JSON.stringify(encoded),
-          attributes: toAttributes(transition),
-          ...(fifo ? { groupId: recordId === "" ? transition.traceId : recordId, deduplicationId: transition.transitionId } : {})
-        }
-        return { _tag: "Next", message, mutation: route.name, entry, step: transition.step } as const
-      }).pipe(
-        Effect.catch((error: StepFailure): Effect.Effect<Decision> =>
-          Effect.succeed(
-            isRetryable(error) ? { _tag: "Retry", message, error, stage } : { _tag: "DeadLetter", message, error, stage }
-          )
-        ),
-        Effect.catchDefect((cause) => Effect.succeed<Decision>({ _tag: "Retry", message, error: defect(cause), stage }))
+        })
+      }
+      const route = yield* Effect.sync(() => pipeline.router(record)).pipe(atStage("route"))
+      if (route._tag === "Done") return Decision.Done({ message })
+      if (route._tag === "UnknownState") return yield* new StageFailure({ stage: "route", error: route })
+      const next = yield* route.run(record).pipe(Effect.retry(retry), atStage(route.name))
+      const encoded = yield* encode(next).pipe(
+        Effect.mapError((error) => new SchemaViolation({ message: `${route.name} returned an invalid record: ${error.message}` })),
+        atStage(route.name)
       )
-    }
+      const recordId = pipeline.recordId(next)
+      const transition = nextTransition(current, recordId, encoded)
+      const entry: OutgoingMessage = {
+        id: `m${index}`,
+        body: JSON.stringify(encoded),
+        attributes: toAttributes(transition),
+        ...(fifo ? fifoFields(recordId, transition) : {})
+      }
+      return Decision.Next({ message, mutation: route.name, entry, step: transition.step })
+    }, (effect, message) =>
+      Effect.map(Effect.exit(effect), (exit): Decision => {
+        if (Exit.isSuccess(exit)) return exit.value
+        const failure = Cause.findErrorOption(exit.cause)
+        const { error, stage } = Option.isSome(failure) ? failure.value : { error: Defect.fromCause(exit.cause), stage: "decode" }
+        return isRetryable(error) ? Decision.Retry({ message, error, stage }) : Decision.DeadLetter({ message, error, stage })
+      }))
 
     const cachedPolicy = redrivePolicies.get(settings.queueUrl)
     const redrivePolicy: Effect.Effect<RedrivePolicy, QueueError> = cachedPolicy !== undefined
       ? Effect.succeed(cachedPolicy)
       : queue.attributes(settings.queueUrl).pipe(
-        Effect.retry({ schedule: retry, while: isRetryable }),
+        Effect.retry(retry),
         Effect.map(({ deadLetterQueueUrl, maxReceiveCount }) => ({ deadLetterQueueUrl, maxReceiveCount })),
         Effect.tap((policy) => Effect.sync(() => redrivePolicies.set(settings.queueUrl, policy)))
       )
@@ -169,20 +179,16 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     // each place in a chain is advanced by one message only: claim them all before running anything
     const ledger = yield* Effect.serviceOption(TransitionLedger)
     const claims = Option.isNone(ledger) ? [] : messages.map(claimOf)
-    const claimed = Option.isNone(ledger)
+    const claiming = Option.isNone(ledger)
       // Stryker disable next-line StringLiteral: only "Duplicate" is ever asked of a claim
-      ? messages.map(() => "Won" as const)
-      : yield* ledger.value.claim(claims).pipe(
-        Effect.retry({ schedule: retry, while: isRetryable }),
-        Effect.catch((error) =>
-          Effect.logWarning(`transition ledger unavailable (${error.message}); the batch is left for redelivery`).pipe(
-            Effect.as(undefined)
-          )
-        )
-      )
-    if (claimed === undefined) {
-      return messages.map((message): Outcome => ({ _tag: "Failed", message, error: { _tag: "LedgerUnavailable", message: "transition ledger unavailable" } }))
+      ? Exit.succeed(messages.map(() => "Won" as const))
+      : yield* Effect.exit(ledger.value.claim(claims).pipe(Effect.retry(retry)))
+    if (Exit.isFailure(claiming)) {
+      const error = Cause.squash(claiming.cause) as StepFailure
+      yield* Effect.logWarning(`transition ledger unavailable (${error.message}); the batch is left for redelivery`)
+      return messages.map((message) => Outcome.Failed({ message, error }))
     }
+    const claimed = claiming.value
     const toRun: Array<QueueMessage> = []
     for (const [index, message] of messages.entries()) {
       if (claimed[index] !== "Duplicate") {
@@ -193,7 +199,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       yield* Effect.logInfo(`skipped message ${message.messageId}: a copy of step ${claim.step} of chain ${claim.traceId}, which another message holds`).pipe(
         Effect.annotateLogs({ messageId: message.messageId, traceId: claim.traceId, step: claim.step })
       )
-      outcomes.push({ _tag: "Duplicate", message })
+      outcomes.push(Outcome.Duplicate({ message }))
     }
     if (outcomes.length > 0) yield* Metric.update(duplicatesSkipped, outcomes.length)
 
@@ -205,7 +211,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       : Option.none<number>()
     const decisions = decided.map((decision): Decision =>
       decision._tag === "Retry" && Option.isSome(maxReceiveCount) && decision.message.receiveCount >= maxReceiveCount.value
-        ? { ...decision, _tag: "DeadLetter" }
+        ? Decision.DeadLetter({ message: decision.message, error: decision.error, stage: decision.stage })
         : decision
     )
 
@@ -216,26 +222,27 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       const error = sendFailures.get(decision.entry.id)
       outcomes.push(
         error === undefined
-          ? { _tag: "Advanced", message: decision.message, mutation: decision.mutation, step: decision.step }
-          : { _tag: "Failed", message: decision.message, error }
+          ? Outcome.Advanced({ message: decision.message, mutation: decision.mutation, step: decision.step })
+          : Outcome.Failed({ message: decision.message, error })
       )
     }
 
     for (const decision of decisions) {
-      if (decision._tag === "Done") outcomes.push(decision)
-      if (decision._tag === "Retry") outcomes.push({ _tag: "Failed", message: decision.message, error: decision.error })
+      if (decision._tag === "Done") outcomes.push(Outcome.Done({ message: decision.message }))
+      if (decision._tag === "Retry") outcomes.push(Outcome.Failed({ message: decision.message, error: decision.error }))
     }
 
     const deadLetters = decisions.filter((d) => d._tag === "DeadLetter")
     if (deadLetters.length > 0) {
-      const target = yield* deadLetterQueue.pipe(Effect.catch((error) => Effect.succeed(error)))
-      if (!Option.isOption(target) || Option.isNone(target)) {
-        const why = Option.isOption(target) ? "the queue has no dead-letter queue" : `its queue's attributes: ${target.message}`
+      const lookup = yield* Effect.result(deadLetterQueue)
+      const target = Result.isSuccess(lookup) ? lookup.success : Option.none<string>()
+      if (Option.isNone(target)) {
+        const why = Result.isSuccess(lookup) ? "the queue has no dead-letter queue" : `its queue's attributes: ${lookup.failure.message}`
         for (const decision of deadLetters) {
           yield* Effect.logError(`cannot dead-letter message ${decision.message.messageId} (${why}); left on the queue`).pipe(
             Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message })
           )
-          outcomes.push({ _tag: "Failed", message: decision.message, error: decision.error })
+          outcomes.push(Outcome.Failed({ message: decision.message, error: decision.error }))
         }
       } else {
         const dlqFifo = isFifo(target.value)
@@ -252,9 +259,9 @@ export const processBatch = <Rec, E extends StepFailure, R>(
             yield* Effect.logWarning(`dead-lettered message ${decision.message.messageId}: ${decision.error._tag}`).pipe(
               Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message, step: decision.stage })
             )
-            outcomes.push({ _tag: "DeadLettered", message: decision.message, error: decision.error })
+            outcomes.push(Outcome.DeadLettered({ message: decision.message, error: decision.error }))
           } else {
-            outcomes.push({ _tag: "Failed", message: decision.message, error: failure })
+            outcomes.push(Outcome.Failed({ message: decision.message, error: failure }))
           }
         }
         // a redrive sends them back as new messages, which must be able to claim these places

@@ -6,7 +6,7 @@
  */
 import { Effect, Schema } from "effect"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
-import { initialTransition, toAttributes } from "../domain/transition.ts"
+import { fifoFields, initialTransition, toAttributes } from "../domain/transition.ts"
 import { isFifo, type OutgoingMessage } from "../domain/messages.ts"
 import { sendAll } from "./sendAll.ts"
 
@@ -61,7 +61,7 @@ export const parseInputs = (pipeline: AnyPipeline, queueUrl: string, inputs: Rea
       id: `i${messages.length}`,
       body: JSON.stringify(encoded),
       attributes: toAttributes(transition),
-      ...(isFifo(queueUrl) ? { groupId: recordId === "" ? transition.traceId : recordId, deduplicationId: transition.transitionId } : {})
+      ...(isFifo(queueUrl) ? fifoFields(recordId, transition) : {})
     })
   }
   return { messages, invalid }

@@ -1,18 +1,21 @@
 /**
  * Batch calls whose entries each either go through or come back with their reason: entries that
  * failed for a retryable reason (throttling, a server fault, a request that never got an answer)
- * are tried again, only they, until `retry` gives up. An entry that went through is never sent
- * again by these retries.
+ * are tried again, only they, until the retry policy gives up. An entry that went through is never
+ * sent again by these retries.
  */
-import { Effect, Schedule } from "effect"
-import { isRetryable, type StepFailure } from "../domain/errors.ts"
-import type { BatchResult, OutgoingMessage, ReceiptEntry } from "../domain/messages.ts"
+import { Effect, Schedule, Schema } from "effect"
+import type { StepFailure } from "../domain/errors.ts"
+import type { BatchResult, EntryFailure, OutgoingMessage, ReceiptEntry } from "../domain/messages.ts"
 import { MessageQueue, QueueError } from "../services/MessageQueue.ts"
+import { retryPolicy } from "./retry.ts"
 
-const defaultRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "10 seconds" }))
-
-/** For calls that only tidy up (deletes): a failure costs a redelivery, not a record. */
-export const briefRetry = Schedule.exponential("100 millis").pipe(Schedule.upTo({ duration: "5 seconds" }))
+/** Some entries of a batch call failed for a retryable reason: what the retry policy retries. */
+class EntriesPending extends Schema.TaggedError<EntriesPending>()("EntriesPending", {
+  message: Schema.String
+}) {
+  readonly retryable = true
+}
 
 /** Returns the failure of each entry (by id) that never made it; an empty map means all went through. */
 export const settleAll = Effect.fnUntraced(function*<Entry extends { readonly id: string }>(
@@ -20,33 +23,50 @@ export const settleAll = Effect.fnUntraced(function*<Entry extends { readonly id
   queueUrl: string,
   call: (entries: ReadonlyArray<Entry>) => Effect.Effect<BatchResult, QueueError>,
   entries: ReadonlyArray<Entry>,
-  retry: Schedule.Schedule<unknown, unknown> = defaultRetry
+  retry: Schedule.Schedule<unknown, StepFailure> = retryPolicy("10 seconds")
 ) {
   const failures = new Map<string, StepFailure>()
-  let pending = entries
   // Stryker disable next-line ConditionalExpression: saves a call; every queue answers an empty batch with nothing
-  if (pending.length === 0) return failures
-  yield* Effect.suspend(() => call(pending)).pipe(
+  if (entries.length === 0) return failures
+  let pending = entries
+  /** The last entry-level failure of each entry still pending. */
+  const lastFailure = new Map<string, EntryFailure>()
+  const attempt = Effect.suspend(() => call(pending)).pipe(
     Effect.flatMap((result) => {
       const retryLater = new Set<string>()
       for (const failure of result.failed) {
         if (failure.senderFault) {
           failures.set(failure.id, { _tag: "SendRejected", message: `${failure.code}: ${failure.message}` })
-        } else retryLater.add(failure.id)
+        } else {
+          retryLater.add(failure.id)
+          lastFailure.set(failure.id, failure)
+        }
       }
       pending = pending.filter((entry) => retryLater.has(entry.id))
-      return pending.length === 0 ? Effect.void : Effect.fail(
-        new QueueError({
-          operation,
-          queueUrl,
-          message: `${pending.length} entries were not sent`,
-          retryable: true,
-          cause: result.failed
-        })
-      )
-    }),
-    Effect.retry({ schedule: retry, while: isRetryable }),
-    Effect.catch((error) => Effect.sync(() => pending.forEach((entry) => failures.set(entry.id, error))))
+      return pending.length === 0 ? Effect.void : Effect.fail(new EntriesPending({ message: `${pending.length} entries not through yet` }))
+    })
+  )
+  yield* attempt.pipe(
+    Effect.retry(retry),
+    Effect.catch((error) =>
+      Effect.sync(() => {
+        for (const entry of pending) {
+          const entryFailure = lastFailure.get(entry.id)
+          failures.set(
+            entry.id,
+            error._tag === "QueueError" || entryFailure === undefined
+              ? error
+              : new QueueError({
+                operation,
+                queueUrl,
+                message: `${entryFailure.code}: ${entryFailure.message}`,
+                retryable: true,
+                cause: entryFailure
+              })
+          )
+        }
+      })
+    )
   )
   return failures
 })
@@ -55,7 +75,7 @@ export const settleAll = Effect.fnUntraced(function*<Entry extends { readonly id
 export const sendAll = Effect.fnUntraced(function*(
   queueUrl: string,
   entries: ReadonlyArray<OutgoingMessage>,
-  retry?: Schedule.Schedule<unknown, unknown>
+  retry?: Schedule.Schedule<unknown, StepFailure>
 ) {
   const queue = yield* MessageQueue
   return yield* settleAll("SendMessageBatch", queueUrl, (pending) => queue.send(queueUrl, pending), entries, retry)
@@ -65,7 +85,7 @@ export const sendAll = Effect.fnUntraced(function*(
 export const deleteAll = Effect.fnUntraced(function*(
   queueUrl: string,
   entries: ReadonlyArray<ReceiptEntry>,
-  retry?: Schedule.Schedule<unknown, unknown>
+  retry?: Schedule.Schedule<unknown, StepFailure>
 ) {
   const queue = yield* MessageQueue
   return yield* settleAll("DeleteMessageBatch", queueUrl, (pending) => queue.delete(queueUrl, pending), entries, retry)

@@ -83,7 +83,7 @@ describe("sendAll", () => {
       const failure = failures.get("e1")!
       assert.strictEqual(failure._tag, "QueueError")
       assert.strictEqual((failure as QueueError).operation, "SendMessageBatch")
-      assert.strictEqual(failure.message, "1 entries were not sent")
+      assert.strictEqual(failure.message, "ThrottlingException: slow down")
       assert.isTrue(failure.retryable)
       assert.deepStrictEqual(sent, ["e0", "e1", "e1", "e1"], "sent once and resent twice")
       assert.deepStrictEqual(yield* stored, ["body 0"])
