@@ -13,7 +13,7 @@ import {
   StartMessageMoveTaskCommand
 } from "@aws-sdk/client-sqs"
 import { Context, Effect, Layer } from "effect"
-import { awsErrorMessage, isRetryableAwsError } from "./awsErrors.ts"
+import { awsErrorMessage, hasConfiguredEndpoint, isRetryableAwsError } from "./awsSdk.ts"
 import { QueueError } from "./MessageQueue.ts"
 
 export interface MoveTask {
@@ -39,10 +39,8 @@ export class MessageMoveTasks extends Context.Service<MessageMoveTasks, {
     MessageMoveTasks,
     Effect.gen(function*() {
       // same endpoint rule as SqsQueue: a configured endpoint wins over the queue URL's host
-      const configured = process.env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]?.toLowerCase() !== "true" &&
-        Boolean(process.env["AWS_ENDPOINT_URL_SQS"] || process.env["AWS_ENDPOINT_URL"])
       const client = yield* Effect.acquireRelease(
-        Effect.sync(() => new SQSClient(configured ? { useQueueUrlAsEndpoint: false } : {})),
+        Effect.sync(() => new SQSClient(hasConfiguredEndpoint("SQS") ? { useQueueUrlAsEndpoint: false } : {})),
         (client) => Effect.sync(() => client.destroy())
       )
       const call = <A>(operation: string, queueUrl: string, request: (signal: AbortSignal) => Promise<A>) =>

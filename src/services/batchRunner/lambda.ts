@@ -15,7 +15,7 @@
 import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda"
 import { Duration, Effect, Option, Schema } from "effect"
 import { BatchResponse, toSqsEvent } from "../../domain/sqsEvent.ts"
-import { awsErrorMessage } from "../awsErrors.ts"
+import { awsErrorMessage } from "../awsSdk.ts"
 import { BatchRunner, BatchRunnerError } from "../BatchRunner.ts"
 
 export interface LambdaRunnerOptions {

@@ -14,7 +14,7 @@ import {
 } from "@aws-sdk/client-dynamodb"
 import { Clock, Duration, Effect } from "effect"
 import { type Claim, CLAIM_TTL, type ClaimResult, LedgerError, TransitionLedger } from "../TransitionLedger.ts"
-import { awsErrorMessage, isRetryableAwsError } from "../awsErrors.ts"
+import { awsErrorMessage, isRetryableAwsError } from "../awsSdk.ts"
 
 /** Conditional writes of one call that may be in flight at once. */
 const CLAIM_CONCURRENCY = 10

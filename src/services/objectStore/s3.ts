@@ -20,7 +20,7 @@ import {
   ObjectStoreError,
   type StoredObject
 } from "../ObjectStore.ts"
-import { awsErrorMessage, isRetryableAwsError } from "../awsErrors.ts"
+import { awsErrorMessage, hasConfiguredEndpoint, isRetryableAwsError } from "../awsSdk.ts"
 
 export interface S3ObjectStoreOptions {
   /** Keys per ListObjectsV2 request, 1 to 1000; default 1000 (S3's own maximum). */
@@ -28,15 +28,6 @@ export interface S3ObjectStoreOptions {
   /** HeadObject requests in flight at once while `list` looks up content types; default 8. */
   readonly headConcurrency?: number | undefined
 }
-
-/**
- * True when the SDK will send S3 requests to a configured endpoint (the variables @smithy/core's
- * endpoint-from-config resolver reads). Such endpoints (moto, minio on 127.0.0.1) cannot serve
- * virtual-host buckets, so the client then uses path-style addressing.
- */
-const hasConfiguredEndpoint = (env: NodeJS.ProcessEnv = process.env): boolean =>
-  env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]?.toLowerCase() !== "true" &&
-  Boolean(env["AWS_ENDPOINT_URL_S3"] || env["AWS_ENDPOINT_URL"])
 
 interface SdkErrorShape {
   readonly name?: unknown
@@ -85,8 +76,9 @@ const bodyStream = (body: unknown, key: string): Stream.Stream<Uint8Array, Objec
 export const make = (bucket: string, options: S3ObjectStoreOptions = {}) => Effect.gen(function*() {
   const pageSize = options.listPageSize ?? 1000
   const headConcurrency = options.headConcurrency ?? 8
+  // a configured endpoint (moto, minio on 127.0.0.1) cannot serve virtual-host buckets: path style
   const client = yield* Effect.acquireRelease(
-    Effect.sync(() => new S3Client(hasConfiguredEndpoint() ? { forcePathStyle: true } : {})),
+    Effect.sync(() => new S3Client(hasConfiguredEndpoint("S3") ? { forcePathStyle: true } : {})),
     (client) => Effect.sync(() => client.destroy())
   )
 

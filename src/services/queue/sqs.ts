@@ -20,18 +20,10 @@ import {
 import { Effect, Option } from "effect"
 import { type BatchResult, chunks, type EntryFailure, type OutgoingMessage, type QueueAttributes, type QueueMessage, type ReceiptEntry, type ReceiveOptions } from "../../domain/messages.ts"
 import { MessageQueue, QueueError } from "../MessageQueue.ts"
-import { awsErrorMessage, isRetryableAwsError } from "../awsErrors.ts"
+import { awsErrorMessage, hasConfiguredEndpoint, isRetryableAwsError } from "../awsSdk.ts"
 
 /** Batch requests of one call that may be in flight at once. */
 const CHUNK_CONCURRENCY = 4
-
-/**
- * True when the SDK will send SQS requests to a configured endpoint (the same environment
- * variables, in the same order, that @smithy/core's endpoint-from-config resolver reads).
- */
-const hasConfiguredEndpoint = (env: NodeJS.ProcessEnv = process.env): boolean =>
-  env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]?.toLowerCase() !== "true" &&
-  Boolean(env["AWS_ENDPOINT_URL_SQS"] || env["AWS_ENDPOINT_URL"])
 
 interface SqsEntryFailure {
   readonly Id?: string | undefined
@@ -129,7 +121,7 @@ const parseQueueArn = (arn: string): Option.Option<{ readonly account: string; r
 export const make = Effect.gen(function*() {
   // SDK (middleware-sdk-sqs queueUrlMiddleware): requests go to the QueueUrl's host unless the client has `endpoint` or `useQueueUrlAsEndpoint: false`; AWS_ENDPOINT_URL(_SQS) does not count.
   const client = yield* Effect.acquireRelease(
-    Effect.sync(() => new SQSClient(hasConfiguredEndpoint() ? { useQueueUrlAsEndpoint: false } : {})),
+    Effect.sync(() => new SQSClient(hasConfiguredEndpoint("SQS") ? { useQueueUrlAsEndpoint: false } : {})),
     (client) => Effect.sync(() => client.destroy())
   )
 
