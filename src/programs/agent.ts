@@ -10,7 +10,7 @@
 import { Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore } from "effect"
 import { isRetryable } from "../domain/errors.ts"
 import type { QueueMessage } from "../domain/messages.ts"
-import { MessageQueue } from "../services/MessageQueue.ts"
+import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { BatchRunner } from "../services/BatchRunner.ts"
 import { briefRetry } from "./retry.ts"
 import { deleteAll } from "./sendAll.ts"
@@ -41,9 +41,22 @@ export interface AgentStats {
   readonly elapsedMillis: number
 }
 
-/** Delay before the `attempt`-th retry of an unreachable queue: 0.2 s doubling to 30 s, ±20% jitter so agents spread out. */
-export const unreachableBackoff = (attempt: number, random: number = Math.random()): Duration.Duration =>
-  Duration.millis(Math.round(Math.min(200 * 2 ** Math.min(attempt - 1, 8), 30_000) * (0.8 + 0.4 * random)))
+/** Waiting for a queue that cannot be reached: 0.2 s doubling to 30 s, ±20% jitter so that agents spread out. */
+export const unreachableBackoff: Schedule.Schedule<Duration.Duration> = Schedule.exponential("200 millis").pipe(
+  Schedule.modifyDelay(({ duration }) => Effect.succeed(Duration.min(duration, Duration.seconds(30)))),
+  Schedule.jittered
+)
+
+/** `unreachableBackoff` (while the failure is retryable, or always), saying each time what failed and when it is tried again. */
+const retryLogged = (queueUrl: string, what: (attempt: number, error: QueueError) => string, retryableOnly: boolean) =>
+  unreachableBackoff.pipe(
+    Schedule.while(({ input }: Schedule.Metadata<Duration.Duration, QueueError>) => !retryableOnly || isRetryable(input)),
+    Schedule.modifyDelay(({ attempt, duration, input }) =>
+      Effect.logError(`${what(attempt, input)}; retrying in ${Duration.format(duration)}`).pipe(
+        Effect.annotateLogs({ queueUrl, attempt }),
+        Effect.as(duration)
+      ))
+  )
 
 // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
 export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
@@ -59,22 +72,10 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     Effect.raceFirst(effect.pipe(Effect.map(Option.some)), Effect.as(Deferred.await(options.stop), Option.none<A>()))
 
   /** A long-running consumer outlives its queue's outages: it waits for the queue, however long, until told to stop. */
-  const reachQueue = Effect.gen(function*() {
-    let attempt = 0
-    while (true) {
-      const result = yield* Effect.result(queue.attributes(options.queueUrl))
-      if (result._tag === "Success") return result.success
-      const error = result.failure
-      if (!isRetryable(error)) return yield* error
-      attempt++
-      totals.receiveErrors++
-      const delay = unreachableBackoff(attempt)
-      yield* Effect.logError(
-        `cannot reach the queue ${options.queueUrl} (attempt ${attempt}: ${error.message}); retrying in ${Duration.format(delay)}`
-      ).pipe(Effect.annotateLogs({ queueUrl: options.queueUrl, attempt }))
-      yield* Effect.sleep(delay)
-    }
-  })
+  const reachQueue = queue.attributes(options.queueUrl).pipe(
+    Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)),
+    Effect.retry(retryLogged(options.queueUrl, (attempt, error) => `cannot reach the queue ${options.queueUrl} (attempt ${attempt}: ${error.message})`, true))
+  )
   const reached = yield* unlessStopped(reachQueue)
   if (Option.isNone(reached)) return yield* stats
   const { visibilityTimeout } = reached.value
@@ -140,7 +141,6 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       Effect.catch((error) => Effect.logWarning(`could not hand back ${messages.length} messages: ${error.message}`))
     )
 
-  let consecutiveReceiveErrors = 0
   // SQS's message counts are approximate and lag: only believe "empty" after a receive found nothing too
   let lastReceiveFoundNothing = false
 
@@ -152,23 +152,14 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       const wanted = slotsTaken.value
       // until-empty polls briefly so it notices the end; a service waits as long as SQS allows
       const waitSeconds = options.untilEmpty ? Math.min(options.waitSeconds, 1) : options.waitSeconds
-      const received = yield* unlessStopped(queue.receive(options.queueUrl, { maxMessages: wanted, waitSeconds })).pipe(
-        Effect.catch((error) =>
-          Effect.gen(function*() {
-            totals.receiveErrors++
-            consecutiveReceiveErrors++
-            const delay = unreachableBackoff(consecutiveReceiveErrors)
-            yield* Effect.logError(
-              `receive from ${options.queueUrl} failed (attempt ${consecutiveReceiveErrors}: ${error.message}); retrying in ${Duration.format(delay)}`
-            ).pipe(Effect.annotateLogs({ queueUrl: options.queueUrl, attempt: consecutiveReceiveErrors }))
-            yield* unlessStopped(Effect.sleep(delay))
-            return Option.none<ReadonlyArray<QueueMessage>>()
-          })
+      const received = yield* unlessStopped(
+        queue.receive(options.queueUrl, { maxMessages: wanted, waitSeconds }).pipe(
+          Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)),
+          Effect.retry(retryLogged(options.queueUrl, (attempt, error) => `receive from ${options.queueUrl} failed (attempt ${attempt}: ${error.message})`, false))
         )
       )
       const messages = Option.getOrElse(received, () => [])
       lastReceiveFoundNothing = Option.isSome(received) && messages.length === 0
-      if (Option.isSome(received)) consecutiveReceiveErrors = 0
       yield* Semaphore.release(slots, wanted - messages.length)
       if (messages.length === 0) continue
       if (stopping()) {
