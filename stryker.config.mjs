@@ -10,7 +10,7 @@ const typescript5 = new URL("./stryker/typescript5.mjs", import.meta.url).href
 
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
 export default {
-  mutate: ["src/domain/**/*.ts", "src/programs/**/*.ts", "src/services/Queue.ts"],
+  mutate: ["src/domain/**/*.ts", "src/programs/**/*.ts"],
   testRunner: "vitest",
   vitest: { configFile: "vitest.mutation.config.ts", related: false },
   checkers: ["typescript"],
