@@ -2,9 +2,7 @@
  * The command line: `agent` and `produce` over the same backends and handler as Lambda.
  */
 import { availableParallelism } from "node:os"
-import { text } from "node:stream/consumers"
-import { readFile } from "node:fs/promises"
-import { Console, Effect, Layer, Option, Runtime, Schema } from "effect"
+import { Console, Effect, FileSystem, Layer, Option, type PlatformError, Runtime, Schema, Stdio, Stream } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import type { RunnablePipeline } from "../services/CurrentPipeline.ts"
 import { defaultPipelineName } from "../pipelines/index.ts"
@@ -71,7 +69,7 @@ export const agent = Command.make(
     if (flags.waitSeconds < 0 || flags.waitSeconds > 20) {
       return yield* new UsageError({ message: "--wait-seconds must be between 0 and 20" })
     }
-    const interactive = process.stderr.isTTY === true
+    const interactive = yield* (yield* Stdio.Stdio).stderrIsTerminal
     const runner = Option.isSome(flags.lambda) ? BatchRunner.layerLambda(flags.lambda.value) : inProcessRunner(pipeline)
     yield* graceful((stop) =>
       Effect.gen(function*() {
@@ -97,23 +95,28 @@ export const agent = Command.make(
   })
 ).pipe(Command.withDescription("Long-poll the queue and run each batch through the handler, like Lambda's event source mapping"))
 
+/** Why a file or stdin could not be read, as the system said it (`ENOENT: no such file or directory, open '...'`). */
+const why = (error: PlatformError.PlatformError) => (error.reason.cause instanceof Error ? error.reason.cause.message : error.message)
+
+/** The records to produce: the arguments, else `--file`, else stdin (JSON Lines), each input named for messages. */
 const readInputs = (records: ReadonlyArray<string>, file: Option.Option<string>) =>
   Effect.gen(function*() {
     if (Option.isSome(file)) {
-      const content = yield* Effect.tryPromise({
-        try: () => readFile(file.value, "utf8"),
-        catch: (cause) => new UsageError({ message: `cannot read ${file.value}: ${String(cause)}` })
-      })
+      const content = yield* FileSystem.FileSystem.use((fs) => fs.readFileString(file.value)).pipe(
+        Effect.mapError((error) => new UsageError({ message: `cannot read ${file.value}: ${why(error)}` }))
+      )
       return linesOf(content, file.value)
     }
     if (records.length > 0) return records.map((text, i): ProducerInput => ({ source: `argument ${i + 1}`, text }))
-    if (process.stdin.isTTY === true) {
+    const stdio = yield* Stdio.Stdio
+    if (yield* stdio.stdinIsTerminal) {
       return yield* new UsageError({ message: "give ids or JSON records as arguments, --file with JSON Lines, or JSON Lines on stdin" })
     }
-    const content = yield* Effect.tryPromise({
-      try: () => text(process.stdin),
-      catch: (cause) => new UsageError({ message: `cannot read stdin: ${String(cause)}` })
-    })
+    const content = yield* stdio.stdin.pipe(
+      Stream.decodeText,
+      Stream.mkString,
+      Effect.mapError((error) => new UsageError({ message: `cannot read stdin: ${why(error)}` }))
+    )
     return linesOf(content, "stdin")
   })
 

@@ -3,11 +3,12 @@
  * and from stdin; a bad line stops everything unless --skip-invalid; exit codes.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll } from "vitest"
 import { cleanUpBackends, drainLocalQueue as drained, temporaryDir } from "../support/backends.ts"
-import { runCli } from "../support/cli.ts"
+import { runCli, startCli } from "../support/cli.ts"
 
 afterAll(cleanUpBackends)
 
@@ -15,6 +16,9 @@ const produce = (dataDir: string, args: ReadonlyArray<string>, stdin?: string) =
   runCli(["produce", "--pipeline", "greeting", ...args], { PIPELINE_DATA_DIR: dataDir }, stdin === undefined ? {} : { stdin })
 
 const freshDir = () => temporaryDir("produce-test-")
+
+/** util-linux `script`: runs a command on a pseudo-terminal (stdin, stdout and stderr all a tty). */
+const hasScript = spawnSync("script", ["--version"]).status === 0
 
 describe("produce", { timeout: 30_000 }, () => {
   it("sends ids as initial records and JSON records as they are, with step 0 and a trace id each", async () => {
@@ -60,6 +64,21 @@ describe("produce", { timeout: 30_000 }, () => {
     assert.strictEqual(unknownFlag.code, 2)
     assert.strictEqual(unknownPipeline.code, 2)
     assert.include(unknownPipeline.stderr, `no built-in pipeline "nope"`)
+  })
+
+  it("a --file that cannot be read is bad usage: one line with the system's reason, exit 2", async () => {
+    const dir = freshDir()
+    const file = join(dir, "missing.jsonl")
+    const result = await produce(dir, ["--file", file])
+    assert.strictEqual(result.code, 2)
+    assert.strictEqual(result.stderr, `error: cannot read ${file}: ENOENT: no such file or directory, open '${file}'\n`)
+  })
+
+  it.skipIf(!hasScript)("with no records and stdin a terminal, it says how to give them instead of waiting: exit 2", async () => {
+    const command = [process.execPath, "src/bin/cli.ts", "produce", "--pipeline", "greeting"].join(" ")
+    const result = await startCli([], { PIPELINE_DATA_DIR: freshDir() }, { command: { file: "script", args: ["-qfec", command, "/dev/null"] } }).exit
+    assert.strictEqual(result.code, 2, result.stdout)
+    assert.include(result.stdout, "error: give ids or JSON records as arguments, --file with JSON Lines, or JSON Lines on stdin")
   })
 })
 
