@@ -1,8 +1,10 @@
 /**
- * Image work on sharp (libvips), as an Effect service: one operation, a JPEG thumbnail of a given
- * width.
+ * Image work as an Effect service: one operation, a JPEG thumbnail of a given width. Implemented by
+ * sharp (libvips, `image/sharp.ts`, loaded with sharp itself only when a layer is built, so that
+ * importing this file costs a Lambda's cold start nothing) and by a fake for unit tests
+ * (`image/fake.ts`, no native code).
  *
- * Memory is what limits this service in a 128 MB Lambda, so:
+ * Memory is what limits the sharp implementation in a 128 MB Lambda, so:
  * - `sharp.cache(false)` and `sharp.concurrency(1)`, set when the service is made;
  * - one sharp pipeline at a time in the whole process (a module-level semaphore), whatever the
  *   engine's concurrency;
@@ -20,9 +22,7 @@
  *   Above it the image is a permanent error that says which setting to raise; a Lambda killed
  *   for memory would instead fail its whole batch, again and again, with no reason given.
  */
-import { Config, Context, Effect, Layer, Schema, Semaphore } from "effect"
-import sharp from "sharp"
-import { readImageHeader, SNIFF_BYTES, sniffImageType } from "../domain/ImageType.ts"
+import { Config, Context, Effect, Layer, Schema } from "effect"
 
 /** The header says more pixels than allowed: a decompression bomb, or simply too big. Permanent. */
 export class ImagePixelLimit extends Schema.TaggedError<ImagePixelLimit>()("ImagePixelLimit", {
@@ -60,81 +60,45 @@ export interface ImageLimits {
 
 export const JPEG_QUALITY = 80
 
+export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxPixels: 25_000_000, maxProgressivePixels: 6_000_000 }
 
 export const ImageLimitsConfig = Config.all({
-  maxPixels: Config.Int("THUMBNAIL_MAX_PIXELS").pipe(Config.withDefault(25_000_000)),
-  maxProgressivePixels: Config.Int("THUMBNAIL_MAX_PROGRESSIVE_PIXELS").pipe(Config.withDefault(6_000_000))
+  maxPixels: Config.Int("THUMBNAIL_MAX_PIXELS").pipe(Config.withDefault(DEFAULT_IMAGE_LIMITS.maxPixels)),
+  maxProgressivePixels: Config.Int("THUMBNAIL_MAX_PROGRESSIVE_PIXELS").pipe(
+    Config.withDefault(DEFAULT_IMAGE_LIMITS.maxProgressivePixels)
+  )
 })
 
-/** One sharp pipeline at a time in this process, across every layer and fiber. */
-const sharpPermit = Semaphore.makeUnsafe(1)
+export const megapixels = (pixels: number) => `${(pixels / 1e6).toFixed(1)} MP`
 
-const megapixels = (pixels: number) => `${(pixels / 1e6).toFixed(1)} MP`
+export const NOT_AN_IMAGE = "not a JPEG, PNG, GIF, WebP, TIFF or AVIF image"
 
-const decodeFailure = (cause: unknown, limits: ImageLimits): ImageError => {
-  const text = cause instanceof Error ? cause.message : String(cause)
-  if (/pixel limit/i.test(text)) {
+/** The limits applied to an image's header, before any pixel is decoded; undefined when it may be read. */
+export const checkPixels = (
+  header: { readonly format: string; readonly width: number; readonly height: number; readonly progressive?: boolean | undefined },
+  limits: ImageLimits
+): ImagePixelLimit | undefined => {
+  const pixels = header.width * header.height
+  if (pixels > limits.maxPixels) {
     return new ImagePixelLimit({
-      message: `image exceeds the limit of ${megapixels(limits.maxPixels)} (THUMBNAIL_MAX_PIXELS): ${text}`,
+      message: `image is ${header.width}x${header.height} (${megapixels(pixels)}), over the limit of ${
+        megapixels(limits.maxPixels)
+      } (THUMBNAIL_MAX_PIXELS)`,
+      pixels,
       limit: limits.maxPixels
     })
   }
-  if (/unsupported image format/i.test(text)) {
-    return new UnsupportedImage({ message: `not an image format that can be read: ${text}` })
+  if (header.progressive && pixels > limits.maxProgressivePixels) {
+    return new ImagePixelLimit({
+      message: `progressive ${header.format} of ${header.width}x${header.height} (${megapixels(pixels)}) is over the limit of ${
+        megapixels(limits.maxProgressivePixels)
+      } for progressive images (THUMBNAIL_MAX_PROGRESSIVE_PIXELS): it cannot be decoded at reduced size, ` +
+        `its decoder holds about 3 bytes a pixel (${Math.ceil((pixels * 3) / 1e6)} MB)`,
+      pixels,
+      limit: limits.maxProgressivePixels
+    })
   }
-  return new CorruptImage({ message: `corrupt or truncated image: ${text.trim()}` })
-}
-
-const attempt = <A>(limits: ImageLimits, run: () => Promise<A>) =>
-  Effect.tryPromise({ try: run, catch: (cause) => decodeFailure(cause, limits) })
-
-export const makeImage = (limits: ImageLimits): Image["Service"] => {
-  sharp.cache(false)
-  sharp.concurrency(1)
-  const options = { limitInputPixels: limits.maxPixels, failOn: "warning", sequentialRead: true } as const
-
-  const thumbnail = Effect.fn("Image.thumbnail")(function*(input: Uint8Array, width: number) {
-    const bytes = Buffer.from(input.buffer, input.byteOffset, input.byteLength)
-    // by magic bytes first: SVG, PDF, HEIC and the rest never reach a decoder
-    if (sniffImageType(bytes.subarray(0, SNIFF_BYTES)) === undefined) {
-      return yield* new UnsupportedImage({ message: "not a JPEG, PNG, GIF, WebP, TIFF or AVIF image" })
-    }
-    // the header only, no pixel decoded: read in JavaScript for JPEG and PNG, by sharp otherwise
-    const header = readImageHeader(bytes) ??
-      (yield* attempt(limits, () => sharp(bytes, { ...options, limitInputPixels: false }).metadata()).pipe(
-        Effect.map((metadata) => ({ ...metadata, progressive: metadata.isProgressive }))
-      ))
-    const pixels = header.width * header.height
-    if (pixels > limits.maxPixels) {
-      return yield* new ImagePixelLimit({
-        message: `image is ${header.width}x${header.height} (${megapixels(pixels)}), over the limit of ${
-          megapixels(limits.maxPixels)
-        } (THUMBNAIL_MAX_PIXELS)`,
-        pixels,
-        limit: limits.maxPixels
-      })
-    }
-    if (header.progressive && pixels > limits.maxProgressivePixels) {
-      return yield* new ImagePixelLimit({
-        message: `progressive ${header.format} of ${header.width}x${header.height} (${megapixels(pixels)}) is over the limit of ${
-          megapixels(limits.maxProgressivePixels)
-        } for progressive images (THUMBNAIL_MAX_PROGRESSIVE_PIXELS): it cannot be decoded at reduced size, ` +
-          `its decoder holds about 3 bytes a pixel (${Math.ceil((pixels * 3) / 1e6)} MB)`,
-        pixels,
-        limit: limits.maxProgressivePixels
-      })
-    }
-    const { data, info } = yield* attempt(limits, () =>
-      sharp(bytes, options)
-        .autoOrient()
-        .resize({ width, withoutEnlargement: true })
-        .flatten({ background: "#ffffff" })
-        .jpeg({ quality: JPEG_QUALITY })
-        .toBuffer({ resolveWithObject: true }))
-    return { data, width: info.width, height: info.height }
-  }, (effect) => Semaphore.withPermit(sharpPermit, effect))
-
-  return Image.of({ limits, thumbnail })
+  return undefined
 }
 
 export class Image extends Context.Service<Image, {
@@ -145,6 +109,21 @@ export class Image extends Context.Service<Image, {
    */
   thumbnail(input: Uint8Array, width: number): Effect.Effect<Thumbnail, ImageError>
 }>()("pipeline/services/Image") {
-  /** Limits from `THUMBNAIL_MAX_PIXELS` and `THUMBNAIL_MAX_PROGRESSIVE_PIXELS`. */
-  static readonly layer: Layer.Layer<Image, Config.ConfigError> = Layer.effect(Image, Effect.map(ImageLimitsConfig, makeImage))
+  /** sharp with these limits; sharp is loaded when the layer is built, not when this file is imported. */
+  static readonly layerSharp = (limits: ImageLimits): Layer.Layer<Image> =>
+    Layer.effect(Image, Effect.flatMap(Effect.promise(() => import("./image/sharp.ts")), (sharp) => sharp.make(limits)))
+
+  /** sharp, limits from `THUMBNAIL_MAX_PIXELS` and `THUMBNAIL_MAX_PROGRESSIVE_PIXELS`. */
+  static readonly layer: Layer.Layer<Image, Config.ConfigError> = Layer.unwrap(Effect.map(ImageLimitsConfig, Image.layerSharp))
+
+  /**
+   * A fake for unit tests, no native code: reads JPEG and PNG headers in JavaScript, applies the
+   * same limits and errors, and returns a tiny JPEG-shaped header of the thumbnail's size (see
+   * `image/fake.ts`, whose `fakeJpeg` also makes inputs of any size).
+   */
+  static readonly layerTest = (limits: Partial<ImageLimits> = {}): Layer.Layer<Image> =>
+    Layer.effect(
+      Image,
+      Effect.flatMap(Effect.promise(() => import("./image/fake.ts")), (fake) => fake.make({ ...DEFAULT_IMAGE_LIMITS, ...limits }))
+    )
 }
