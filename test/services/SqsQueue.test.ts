@@ -1,4 +1,5 @@
 import "../support/awsEnv.ts"
+import { SendMessageCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { freePort } from "../support/moto.ts"
@@ -48,6 +49,29 @@ describe("SqsQueue", () => {
           assert.strictEqual(message!.receiveCount, 1)
           assert.isNotEmpty(message!.receiptHandle)
         }
+      }))
+
+    it.effect("a message from another sender keeps its String and Number attributes as text; a Binary one is left out", () =>
+      Effect.gen(function*() {
+        const { queueUrl } = yield* newQueue()
+        yield* Effect.promise(async () => {
+          const client = new SQSClient({ useQueueUrlAsEndpoint: false })
+          try {
+            await client.send(new SendMessageCommand({
+              QueueUrl: queueUrl,
+              MessageBody: "{}",
+              MessageAttributes: {
+                kind: { DataType: "String", StringValue: "other" },
+                count: { DataType: "Number", StringValue: "3" },
+                blob: { DataType: "Binary", BinaryValue: new Uint8Array([1, 2]) }
+              }
+            }))
+          } finally {
+            client.destroy()
+          }
+        })
+        const [message] = yield* receiveAtLeast(queueUrl, 1)
+        assert.deepStrictEqual(message!.attributes, { kind: "other", count: "3" })
       }))
 
     it.effect("sends nothing for an empty list", () =>

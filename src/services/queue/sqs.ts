@@ -17,7 +17,7 @@ import {
   type SendMessageBatchRequestEntry,
   SQSClient
 } from "@aws-sdk/client-sqs"
-import { Effect, Option } from "effect"
+import { Effect, Option, Record as Rec, Schema } from "effect"
 import { type BatchResult, chunks, type EntryFailure, type OutgoingMessage, type QueueAttributes, type QueueMessage, type ReceiptEntry, type ReceiveOptions } from "../../domain/messages.ts"
 import { MessageQueue, QueueError } from "../MessageQueue.ts"
 import { awsErrorMessage, hasConfiguredEndpoint, isRetryableAwsError } from "../awsSdk.ts"
@@ -85,14 +85,18 @@ const mergeResults = (results: ReadonlyArray<BatchResult>): BatchResult => ({
   failed: results.flatMap((result) => result.failed)
 })
 
+/** Our attributes as SQS message attributes (none at all when empty), and back. */
 const toMessageAttributes = (
   attributes: Readonly<Record<string, string>> | undefined
-): Record<string, MessageAttributeValue> | undefined => {
-  if (attributes === undefined) return undefined
-  const entries = Object.entries(attributes)
-  if (entries.length === 0) return undefined
-  return Object.fromEntries(entries.map(([name, value]) => [name, { DataType: "String", StringValue: value }]))
-}
+): Record<string, MessageAttributeValue> | undefined =>
+  attributes === undefined || Rec.isEmptyReadonlyRecord(attributes)
+    ? undefined
+    : Rec.map(attributes, (value): MessageAttributeValue => ({ DataType: "String", StringValue: value }))
+
+/** Only string-valued attributes are ours; a binary one someone else set is left out. */
+const fromMessageAttributes = (
+  attributes: Readonly<Record<string, MessageAttributeValue>> | undefined
+): Record<string, string> => Rec.getSomes(Rec.map(attributes ?? {}, (value) => Option.fromUndefinedOr(value.StringValue)))
 
 const toEntry = (message: OutgoingMessage, index: number): SendMessageBatchRequestEntry => {
   const entry: SendMessageBatchRequestEntry = { Id: String(index), MessageBody: message.body }
@@ -108,6 +112,11 @@ const toInt = (value: string | undefined): number => {
   const n = Number(value)
   return Number.isFinite(n) ? n : 0
 }
+
+/** A queue's RedrivePolicy attribute; `maxReceiveCount` is read leniently below. */
+const RedrivePolicy = Schema.fromJsonString(
+  Schema.Struct({ deadLetterTargetArn: Schema.String, maxReceiveCount: Schema.optionalKey(Schema.Unknown) })
+)
 
 /** `arn:PARTITION:sqs:REGION:ACCOUNT:NAME` -> its account and name. */
 const parseQueueArn = (arn: string): Option.Option<{ readonly account: string; readonly name: string }> => {
@@ -175,16 +184,12 @@ export const make = Effect.gen(function*() {
         { abortSignal }
       ))
     return (output.Messages ?? []).map((message): QueueMessage => {
-      const attributes: Record<string, string> = {}
-      for (const [name, value] of Object.entries(message.MessageAttributes ?? {})) {
-        if (value.StringValue !== undefined) attributes[name] = value.StringValue
-      }
       const receiveCount = Number(message.Attributes?.ApproximateReceiveCount)
       return {
         messageId: message.MessageId ?? "",
         receiptHandle: message.ReceiptHandle ?? "",
         body: message.Body ?? "",
-        attributes,
+        attributes: fromMessageAttributes(message.MessageAttributes),
         // we asked for it, so it is there; a message in hand has been received at least once
         receiveCount: Number.isInteger(receiveCount) && receiveCount > 0 ? receiveCount : 1
       }
@@ -247,34 +252,28 @@ export const make = Effect.gen(function*() {
     let maxReceiveCount = Option.none<number>()
     const redrivePolicy = attrs.RedrivePolicy
     if (redrivePolicy !== undefined && redrivePolicy !== "") {
-      const target = yield* Effect.try({
-        try: () => {
-          const policy: unknown = JSON.parse(redrivePolicy)
-          const arn = typeof policy === "object" && policy !== null && "deadLetterTargetArn" in policy
-            ? policy.deadLetterTargetArn
-            : undefined
-          const parsed = typeof arn === "string" ? parseQueueArn(arn) : Option.none()
-          if (Option.isNone(parsed)) throw new Error(`no usable deadLetterTargetArn in ${redrivePolicy}`)
-          // SQS answers with a number, but accepts (and moto echoes) a string
-          const receives = Number((policy as { maxReceiveCount?: unknown }).maxReceiveCount)
-          return { ...parsed.value, maxReceiveCount: Number.isInteger(receives) && receives > 0 ? Option.some(receives) : Option.none<number>() }
-        },
-        catch: (cause) =>
-          new QueueError({
-            operation: "GetQueueAttributes",
-            queueUrl,
-            message: `Unreadable RedrivePolicy: ${cause instanceof Error ? cause.message : String(cause)}`,
-            retryable: false,
-            cause
-          })
-      })
+      const unreadable = (detail: string, cause: unknown) =>
+        new QueueError({
+          operation: "GetQueueAttributes",
+          queueUrl,
+          message: `Unreadable RedrivePolicy: ${detail}`,
+          retryable: false,
+          cause
+        })
+      const policy = yield* Schema.decodeEffect(RedrivePolicy)(redrivePolicy).pipe(
+        Effect.mapError((error) => unreadable(error.message, error))
+      )
+      const target = parseQueueArn(policy.deadLetterTargetArn)
+      if (Option.isNone(target)) return yield* unreadable(`no usable deadLetterTargetArn in ${redrivePolicy}`, redrivePolicy)
       const dlq = yield* call("GetQueueUrl", queueUrl, (abortSignal) =>
         client.send(
-          new GetQueueUrlCommand({ QueueName: target.name, QueueOwnerAWSAccountId: target.account }),
+          new GetQueueUrlCommand({ QueueName: target.value.name, QueueOwnerAWSAccountId: target.value.account }),
           { abortSignal }
         ))
       deadLetterQueueUrl = Option.fromUndefinedOr(dlq.QueueUrl)
-      maxReceiveCount = target.maxReceiveCount
+      // SQS answers with a number, but accepts (and moto echoes) a string
+      const receives = Number(policy.maxReceiveCount)
+      maxReceiveCount = Number.isInteger(receives) && receives > 0 ? Option.some(receives) : Option.none()
     }
     return {
       visibilityTimeout: toInt(attrs.VisibilityTimeout),
