@@ -11,7 +11,7 @@ import {
   PutObjectCommand,
   S3Client
 } from "@aws-sdk/client-s3"
-import { Effect, Option, Stream } from "effect"
+import { Array as Arr, Effect, Option, Stream } from "effect"
 import {
   isSafeKey,
   type ObjectInfo,
@@ -137,28 +137,34 @@ export const make = (bucket: string, options: S3ObjectStoreOptions = {}) => Effe
     return yield* headInfo(key)
   })
 
+  /** One page of keys under `prefix`, and the token of the next page if there is one. */
+  const listPage = (prefix: string, token: string | undefined) =>
+    call("ListObjectsV2", prefix, (abortSignal) =>
+      client.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: prefix,
+          MaxKeys: pageSize,
+          ...(token !== undefined ? { ContinuationToken: token } : {})
+        }),
+        { abortSignal }
+      )).pipe(
+        Effect.map((page) =>
+          [
+            (page.Contents ?? []).flatMap((object) => object.Key === undefined ? [] : [object.Key]),
+            page.IsTruncated === true ? Option.fromUndefinedOr(page.NextContinuationToken) : Option.none()
+          ] as const
+        )
+      )
+
   const list = Effect.fn("S3ObjectStore.list")(function*(prefix: string) {
-    const keys: Array<string> = []
-    let continuationToken: string | undefined
-    do {
-      const token = continuationToken
-      const page = yield* call("ListObjectsV2", prefix, (abortSignal) =>
-        client.send(
-          new ListObjectsV2Command({
-            Bucket: bucket,
-            Prefix: prefix,
-            MaxKeys: pageSize,
-            ...(token !== undefined ? { ContinuationToken: token } : {})
-          }),
-          { abortSignal }
-        ))
-      for (const object of page.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key)
-      continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined
-    } while (continuationToken !== undefined)
-    // ListObjectsV2 has no content types: one HeadObject per key. An object deleted in between
-    // is left out.
-    const infos = yield* Effect.forEach(keys, headInfo, { concurrency: headConcurrency })
-    return infos.flatMap((info) => Option.isSome(info) ? [info.value] : [])
+    const infos = yield* Stream.paginate(undefined as string | undefined, (token) => listPage(prefix, token)).pipe(
+      // ListObjectsV2 has no content types: one HeadObject per key, in the keys' order. An object
+      // deleted in between is left out.
+      Stream.mapEffect(headInfo, { concurrency: headConcurrency }),
+      Stream.runCollect
+    )
+    return Arr.getSomes(infos)
   })
 
   return ObjectStore.of({ location: `s3://${bucket}`, put, get, head, list })
