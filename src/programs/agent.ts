@@ -7,7 +7,7 @@
  * When `stop` completes it stops receiving, finishes in-flight work and returns; messages it
  * received but never started are made visible again at once.
  */
-import { Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore, Stream } from "effect"
 import { isRetryable } from "../domain/errors.ts"
 import type { QueueMessage } from "../domain/messages.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
@@ -141,37 +141,39 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       Effect.catch((error) => Effect.logWarning(`could not hand back ${messages.length} messages: ${error.message}`))
     )
 
-  // SQS's message counts are approximate and lag: only believe "empty" after a receive found nothing too
-  let lastReceiveFoundNothing = false
-
-  const poll = Effect.gen(function*() {
-    while (!stopping()) {
-      if (options.untilEmpty && lastReceiveFoundNothing && (yield* queueIsEmpty)) return
-      const slotsTaken = yield* unlessStopped(takeSlots)
-      if (Option.isNone(slotsTaken)) return
-      const wanted = slotsTaken.value
-      // until-empty polls briefly so it notices the end; a service waits as long as SQS allows
-      const waitSeconds = options.untilEmpty ? Math.min(options.waitSeconds, 1) : options.waitSeconds
-      const received = yield* unlessStopped(
-        queue.receive(options.queueUrl, { maxMessages: wanted, waitSeconds }).pipe(
-          Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)),
-          Effect.retry(retryLogged(options.queueUrl, (attempt, error) => `receive from ${options.queueUrl} failed (attempt ${attempt}: ${error.message})`, false))
-        )
+  /** The next batch, received into the slots that are free; the stream of batches ends once the agent is told to stop. */
+  const nextBatch = Effect.gen(function*() {
+    if (stopping()) return yield* Cause.done()
+    const wanted = yield* unlessStopped(takeSlots)
+    if (Option.isNone(wanted)) return yield* Cause.done()
+    // until-empty polls briefly so it notices the end; a service waits as long as SQS allows
+    const waitSeconds = options.untilEmpty ? Math.min(options.waitSeconds, 1) : options.waitSeconds
+    const received = yield* unlessStopped(
+      queue.receive(options.queueUrl, { maxMessages: wanted.value, waitSeconds }).pipe(
+        Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)),
+        Effect.retry(retryLogged(options.queueUrl, (attempt, error) => `receive from ${options.queueUrl} failed (attempt ${attempt}: ${error.message})`, false))
       )
-      const messages = Option.getOrElse(received, () => [])
-      lastReceiveFoundNothing = Option.isSome(received) && messages.length === 0
-      yield* Semaphore.release(slots, wanted - messages.length)
-      if (messages.length === 0) continue
-      if (stopping()) {
-        yield* release(messages)
-        yield* Semaphore.release(slots, messages.length)
-        return
-      }
-      totals.received += messages.length
-      totals.inFlight += messages.length
-      yield* FiberSet.run(workers, work(messages))
-    }
+    )
+    const messages = Option.getOrElse(received, () => [])
+    yield* Semaphore.release(slots, wanted.value - messages.length)
+    return Option.isSome(received) ? messages : yield* Cause.done()
   })
+
+  /** Works a batch in the background, or, received as the stop landed, hands it straight back. */
+  const dispatch = (messages: ReadonlyArray<QueueMessage>): Effect.Effect<unknown, never, MessageQueue> =>
+    stopping()
+      ? release(messages).pipe(Effect.andThen(Semaphore.release(slots, messages.length)))
+      : Effect.sync(() => {
+        totals.received += messages.length
+        totals.inFlight += messages.length
+      }).pipe(Effect.andThen(FiberSet.run(workers, work(messages))))
+
+  const poll = Stream.fromEffectRepeat(nextBatch).pipe(
+    // SQS's message counts are approximate and lag: only believe "empty" after a receive found nothing too
+    Stream.takeUntilEffect((messages) => options.untilEmpty && messages.length === 0 ? queueIsEmpty : Effect.succeed(false)),
+    Stream.filter((messages) => messages.length > 0),
+    Stream.runForEach(dispatch)
+  )
 
   const progress = options.onProgress === undefined
     ? Effect.void
