@@ -202,6 +202,9 @@ describe("BatchRunner.layerLambda", () => {
       for (const _ of answers) messages.push((yield* failureOf(batch)).message)
       assert.include(messages[0], "not JSON")
       assert.include(messages[1], "elsewhere")
+      assert.include(messages[2], "which is not a message of the batch")
+      assert.include(messages[3], "answered with no batch response")
+      assert.include(messages[4], "answered with no batch response")
     }))
 
   it.live("an API error (no such function) fails the whole batch", () =>

@@ -34,19 +34,15 @@ const FunctionErrorPayload = Schema.Struct({
   errorType: Schema.optionalKey(Schema.String)
 })
 
-const parseJson = (text: string): { readonly ok: true; readonly value: unknown } | { readonly ok: false } => {
-  try {
-    return { ok: true, value: JSON.parse(text) }
-  } catch {
-    return { ok: false }
-  }
-}
+/** The payload as JSON, or none; kept apart from the decode so "not JSON" has its own message. */
+const parseJson = Schema.decodeUnknownOption(Schema.fromJsonString(Schema.Unknown))
+const decodeFunctionError = Schema.decodeUnknownOption(Schema.fromJsonString(FunctionErrorPayload))
+const decodeBatchResponse = Schema.decodeUnknownOption(BatchResponse)
 
 const excerpt = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}…` : text)
 
 const functionErrorMessage = (kind: string, text: string): string => {
-  const json = parseJson(text)
-  const payload = json.ok ? Schema.decodeUnknownOption(FunctionErrorPayload)(json.value) : Option.none()
+  const payload = decodeFunctionError(text)
   if (Option.isSome(payload)) {
     const { errorMessage, errorType } = payload.value
     if (errorMessage !== undefined || errorType !== undefined) {
@@ -90,8 +86,8 @@ export const make = (functionName: string, options: LambdaRunnerOptions = {}) =>
         return yield* fail(functionErrorMessage(output.FunctionError, text), text)
       }
       const json = parseJson(text)
-      if (!json.ok) return yield* fail(`${functionName} answered with something that is not JSON: ${excerpt(text)}`, text)
-      const response = Schema.decodeUnknownOption(BatchResponse)(json.value)
+      if (Option.isNone(json)) return yield* fail(`${functionName} answered with something that is not JSON: ${excerpt(text)}`, text)
+      const response = decodeBatchResponse(json.value)
       if (Option.isNone(response)) {
         return yield* fail(`${functionName} answered with no batch response: ${excerpt(text)}`, json.value)
       }
