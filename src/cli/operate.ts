@@ -3,7 +3,7 @@
  * selects (SQS with PIPELINE_QUEUE_URL, else the local queue). The programs do the work
  * (`src/programs/status.ts`, `src/programs/deadLetters.ts`); this file parses, picks layers, prints.
  */
-import { Console, Effect, Option, Schema, Deferred } from "effect"
+import { Console, Deferred, Effect, Option, Schema, Stdio } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
   type DeadLetter,
@@ -73,13 +73,13 @@ export const status = Command.make(
   Effect.fn("cli.status")(function*(flags) {
     const render = (snapshot: Status) => (flags.json ? JSON.stringify(snapshot, null, flags.watch ? undefined : 2) : statusText(snapshot))
     if (!flags.watch) return yield* Console.log(render(yield* pipelineStatus()))
-    const inPlace = process.stdout.isTTY === true && !flags.json
+    const inPlace = (yield* (yield* Stdio.Stdio).stdoutIsTerminal) && !flags.json
     let drawn = 0
     const refresh = Effect.gen(function*() {
       const text = `${render(yield* pipelineStatus())}` + (inPlace ? `\n(${new Date().toLocaleTimeString()}, every ${WATCH_EVERY}; Ctrl-C stops)` : "")
       // on a terminal: back to the first line of the last snapshot, clear to the end, draw again
       const prefix = inPlace && drawn > 0 ? `\x1b[${drawn}F\x1b[J` : ""
-      process.stdout.write(`${prefix}${text}\n`)
+      yield* Console.log(`${prefix}${text}`)
       drawn = text.split("\n").length
     })
     yield* graceful((stop) =>
