@@ -130,6 +130,17 @@ describe("LocalObjectStore", () => {
       assert.deepStrictEqual(yield* store.head("photo.JPG"), Option.some({ key: "photo.JPG", size: 10, contentType: "image/jpeg" }))
     }))
 
+  it.effect("metadata that does not decode (not JSON, null, no string contentType) gives way to the extension", () =>
+    Effect.gen(function*() {
+      const { folder, store } = yield* openStore
+      for (const [index, meta] of ["{not json", "null", "{\"contentType\":7}"].entries()) {
+        const key = `hand/${index}.png`
+        yield* store.put(key, bytes("png bytes"), "application/x-stored")
+        writeFileSync(join(folder, RESERVED_DIR, "meta", "hand", `${index}.png.json`), meta)
+        assert.deepStrictEqual(yield* store.head(key), Option.some({ key, size: 9, contentType: "image/png" }), meta)
+      }
+    }))
+
   it.effect("a key cannot be both an object and a folder; the refusal is not retryable", () =>
     Effect.gen(function*() {
       const { store } = yield* openStore

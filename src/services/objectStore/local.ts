@@ -12,7 +12,7 @@
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Option, Schema, Stream } from "effect"
 import {
   isSafeKey,
   ObjectNotFound,
@@ -63,9 +63,9 @@ class ObjectChanged extends Error {
   override readonly message = "The object was replaced or deleted between get and reading its body; get it again"
 }
 
-interface Meta {
-  readonly contentType: string
-}
+const Meta = Schema.Struct({ contentType: Schema.String })
+type Meta = typeof Meta.Type
+const decodeMeta = Schema.decodeUnknownOption(Schema.fromJsonString(Meta))
 
 /** The bucket in `folder` (created if missing). */
 export const make = (folder: string): Effect.Effect<ObjectStore["Service"], ObjectStoreError> =>
@@ -130,14 +130,14 @@ export const make = (folder: string): Effect.Effect<ObjectStore["Service"], Obje
       }
     }
 
+    /** The stored content type; with no metadata file, or one that does not decode, the extension's. */
     const readContentType = async (key: string, metaFile: string): Promise<string> => {
-      try {
-        const meta = JSON.parse(await fs.readFile(metaFile, "utf8")) as Partial<Meta>
-        if (typeof meta.contentType === "string") return meta.contentType
-      } catch (error) {
-        if (!isMissing(error) && !(error instanceof SyntaxError)) throw error
-      }
-      return inferContentType(key)
+      const text = await fs.readFile(metaFile, "utf8").catch((error: unknown) => {
+        if (isMissing(error)) return undefined
+        throw error
+      })
+      const meta = text === undefined ? Option.none<Meta>() : decodeMeta(text)
+      return Option.isSome(meta) ? meta.value.contentType : inferContentType(key)
     }
 
     /** Size and content type of a regular file, or undefined when there is no such object. */
