@@ -274,3 +274,19 @@ describe("ImageSource over file://", () => {
       assert.strictEqual(yield* outcome("../secret"), "SourceRefused")
     }))
 })
+
+describe("ImageSource.layerMemory", () => {
+  const jpeg = Uint8Array.of(0xff, 0xd8, 0xff, 0xe0, 0, 0, 0xff, 0xd9)
+
+  it.effect("serves images by stock number with the same checks and errors", () =>
+    Effect.gen(function*() {
+      const source = yield* ImageSource
+      const image = yield* source.fetch("STK1")
+      assert.deepStrictEqual([image.bytes, image.type.format, image.location], [jpeg, "jpeg", "memory:STK1"])
+      const outcome = (id: string) => Effect.map(Effect.flip(source.fetch(id)), (error) => error._tag)
+      assert.strictEqual(yield* outcome("MISSING"), "ImageNotFound")
+      assert.strictEqual(yield* outcome("TEXT"), "NotAnImage")
+      assert.strictEqual(yield* outcome("../STK1"), "SourceRefused")
+      assert.strictEqual(yield* outcome("toString"), "ImageNotFound")
+    }).pipe(Effect.provide(ImageSource.layerMemory({ STK1: jpeg, TEXT: Buffer.from("hello") }))))
+})
