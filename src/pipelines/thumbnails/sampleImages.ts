@@ -16,7 +16,7 @@ import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { extname, join } from "node:path"
 import { Effect, Schema, type Scope } from "effect"
-import sharp, { type Sharp } from "sharp"
+import type { Sharp } from "sharp"
 
 export class SampleImageError extends Schema.TaggedError<SampleImageError>()("SampleImageError", {
   message: Schema.String,
@@ -78,6 +78,9 @@ export const samplePlan = (count: number): ReadonlyArray<SampleImage> =>
     }
   })
 
+/** sharp, imported when images are made rather than with this file, which every CLI command loads. */
+const loadSharp = async () => (await import("sharp")).default
+
 /** A small seeded generator (LCG): the same seed always gives the same picture. */
 const random = (seed: number) => {
   let state = (seed * 2654435761) >>> 0
@@ -89,6 +92,7 @@ const random = (seed: number) => {
 
 /** A landscape: sky, sun, three mountain ridges, trees, and film grain; decodes like a photo. */
 export const renderPhoto = async (width: number, height: number, seed: number): Promise<Sharp> => {
+  const sharp = await loadSharp()
   const rnd = random(seed)
   const ridge = (from: number, amplitude: number, colour: string) => {
     let y = height * from
@@ -139,6 +143,7 @@ const renderSample = async (image: SampleImage, seed: number): Promise<Buffer> =
     case "png":
       return (await renderPhoto(image.width, image.height, seed)).png({ compressionLevel: 6 }).toBuffer()
     case "exif-rotated": {
+      const sharp = await loadSharp()
       // stored turned a quarter to the left; orientation 6 tells viewers to turn it back
       const upright = await (await renderPhoto(image.width, image.height, seed)).raw().toBuffer({ resolveWithObject: true })
       return sharp(upright.data, { raw: upright.info })
@@ -168,6 +173,7 @@ export const makeSampleImages = Effect.fn("makeSampleImages")(function*(folder: 
       const complete = previous === manifest &&
         (await Promise.all(images.map((image) => exists(join(folder, image.file))))).every(Boolean)
       if (!complete) {
+        const sharp = await loadSharp()
         sharp.cache(false)
         for (const [index, image] of images.entries()) {
           const bytes = await renderSample(image, index + 1)
@@ -205,6 +211,10 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 /**
  * Serves `folder` on 127.0.0.1 (a free port) until the scope closes: `GET /images/<name>` answers
  * the file `<name>`, or `<name>.<ext>` for an image extension; anything else is a 404.
+ *
+ * A scoped fixture rather than a service: no program asks for it from the context; the demo and
+ * the tests only hand its `imageSource` to `ImageSource` as `IMAGE_SOURCE`, so the real download
+ * path runs.
  */
 export const serveImages = (folder: string): Effect.Effect<ImageServer, SampleImageError, Scope.Scope> =>
   Effect.acquireRelease(
