@@ -83,7 +83,8 @@ export const pipelineQueues = Effect.gen(function*() {
 /**
  * Receives until `done` says stop or nothing more comes; calls `take` on each message seen the
  * first time and keeps the ones it does not consume (returns false for) invisible meanwhile, so
- * every receive brings new ones. Those are made visible again at the end, however it ends.
+ * every receive brings new ones (or kept ones that outlived the visibility timeout, which that
+ * receive hides again). Those are made visible again at the end, however it ends.
  */
 const scan = <E, R>(
   queueUrl: string,
@@ -124,7 +125,12 @@ const scan = <E, R>(
         const fresh = batch.filter((message) => !held.has(message.messageId))
         // one held too long came back with a new receipt handle: keep the handle that works
         for (const message of batch) if (held.has(message.messageId)) held.set(message.messageId, message)
-        if (fresh.length === 0) return
+        if (fresh.length === 0) {
+          // with no visibility timeout they come straight back: that was all of them
+          if (atStart.visibilityTimeout === 0) return
+          // they outlived the visibility timeout (a paced or waiting redrive); that receive hid them again
+          continue
+        }
         seen += fresh.length
         const kept = yield* take(fresh)
         for (const message of kept) held.set(message.messageId, message)
