@@ -1,16 +1,19 @@
 /**
  * The one retry policy: exponential from 100 ms, jittered so that workers retrying the same
- * outage spread out, for as long as the failure is retryable and at most `duration` in all.
+ * outage spread out, for as long as the failure is retryable and at most `duration` in all (the
+ * last delay is cut short so that the last attempt is made at `duration` at the latest).
  */
-import { type Duration, Schedule } from "effect"
+import { Duration, Effect, Schedule } from "effect"
 import { isRetryable, type StepFailure } from "../domain/errors.ts"
 
-export const retryPolicy = (duration: Duration.Input): Schedule.Schedule<Duration.Duration, StepFailure> =>
-  Schedule.exponential("100 millis").pipe(
+export const retryPolicy = (duration: Duration.Input): Schedule.Schedule<Duration.Duration, StepFailure> => {
+  const budget = Duration.toMillis(Duration.fromInputUnsafe(duration))
+  return Schedule.exponential("100 millis").pipe(
     Schedule.jittered,
-    Schedule.while(({ input }: Schedule.Metadata<Duration.Duration, StepFailure>) => isRetryable(input)),
-    Schedule.upTo({ duration })
+    Schedule.while(({ elapsed, input }: Schedule.Metadata<Duration.Duration, StepFailure>) => isRetryable(input) && budget - elapsed >= 1),
+    Schedule.modifyDelay(({ duration: delay, elapsed }) => Effect.succeed(Duration.min(delay, Duration.millis(Math.ceil(budget - elapsed)))))
   )
+}
 
 /** For calls that only tidy up (deletes): a failure costs a redelivery, not a record. */
 export const briefRetry = retryPolicy("5 seconds")
