@@ -1,0 +1,58 @@
+/**
+ * The command line, run by effect's `runMain`
+ * (SIGINT and SIGTERM interrupt the command; long-running ones stop gracefully, see `graceful`).
+ * Exit codes: 0 success or a stop by signal, 1 failure, 2 bad usage.
+ */
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime, SchemaIssue } from "effect"
+import { CliError, CliOutput, Command } from "effect/cli"
+import { cli } from "./main.ts"
+
+// Logs go to stderr (stdout is for results): readable on a terminal, JSON lines for anything else
+const logger = Layer.mergeAll(
+  Logger.layer([process.stderr.isTTY ? Logger.consolePretty() : Logger.withConsoleError(Logger.formatJson)]),
+  Layer.succeed(Logger.LogToStderr, true)
+)
+
+// errors a command reports itself (`CliError.userMessage`) read as one line, like every other error here
+const output = CliOutput.layer({ ...CliOutput.defaultFormatter(), formatError: (error) => `error: ${error.message}` })
+
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** A setting that is missing or wrong, named: `the setting PIPELINE_NAME is invalid: no pipeline "nope" (...)`. */
+const settingProblem = (error: Config.ConfigError): string => {
+  if (error.cause._tag !== "SchemaError") return error.message
+  return formatIssues(error.cause.issue).issues.map(({ message, path }) => {
+    const name = path?.map(String).join(".") ?? "?"
+    return message === "Expected string" ? `the setting ${name} is missing` : `the setting ${name} is invalid: ${message}`
+  }).join("; ")
+}
+
+/** One line for a person, for errors the CLI has not already shown. */
+const reportFailure = (cause: Cause.Cause<unknown>) => {
+  if (Cause.hasInterruptsOnly(cause)) return Effect.void
+  const error = Cause.squash(cause)
+  if (CliError.isCliError(error) || (typeof error === "object" && error !== null && CliError.getUserMessage(error) !== undefined)) {
+    return Effect.void
+  }
+  if (error instanceof Config.ConfigError) return Console.error(`error: ${settingProblem(error)}`)
+  if (error instanceof Error && Cause.hasFails(cause)) return Console.error(`error: ${error.message}`)
+  return Console.error(Cause.pretty(cause))
+}
+
+/** Effect's exit codes, but bad usage is 2 and a stop by signal (after a graceful finish) is 0. */
+const teardown: Runtime.Teardown = (exit, onExit) => {
+  if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) return onExit(0)
+  if (Exit.isFailure(exit)) {
+    const error = Cause.squash(exit.cause)
+    if (CliError.isCliError(error) && error._tag === "ShowHelp" && error.errors.length > 0) return onExit(2)
+  }
+  return Runtime.defaultTeardown(exit, onExit)
+}
+
+Command.run(cli, { version: "0.1.0" }).pipe(
+  Effect.tapCause(reportFailure),
+  Effect.provide(Layer.mergeAll(NodeServices.layer, logger, output)),
+  (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, teardown })
+)
