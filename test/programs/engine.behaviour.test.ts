@@ -9,7 +9,7 @@ import { PermanentError, RetryableError } from "../../src/domain/errors.ts"
 import { type AnyPipeline, definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { Attribute, initialTransition, toAttributes, transitionId } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
-import { acknowledge, DeadLetterAttribute, decodeBody, failedMessageIds, type Outcome, processBatch } from "../../src/programs/engine.ts"
+import { acknowledge, bodyDecoder, DeadLetterAttribute, failedMessageIds, type Outcome, processBatch } from "../../src/programs/engine.ts"
 import { EngineSettings, type Settings } from "../../src/services/EngineSettings.ts"
 import { MemoryQueueControl, queueFailure } from "../../src/services/queue/memory.ts"
 import type { OutgoingMessage } from "../../src/domain/messages.ts"
@@ -507,7 +507,8 @@ describe("engine: acknowledging", () => {
   })
 })
 
-describe("decodeBody", () => {
+describe("bodyDecoder", () => {
+  const decodeBody = (schema: typeof Job, body: string) => bodyDecoder(schema)(body)
   it.effect("names what is wrong with a body", () =>
     Effect.gen(function*() {
       const notJson = yield* Effect.flip(decodeBody(Job, "{oops"))
