@@ -1,6 +1,6 @@
 /**
  * `npm run bench:thumbnails`: the thumbnail pipeline against bare sharp, in one run, on the same
- * inputs (the sample set of src/programs/sampleImages.ts minus its broken file).
+ * inputs (the sample set of src/pipelines/thumbnails/sampleImages.ts minus its broken file).
  *
  * 1. Throughput, in thumbnails per second, rounds alternating after a warm-up, medians compared:
  *    - the pipeline end to end: every record from `{stock_no}` to done through the engine
@@ -56,7 +56,7 @@ const fixed = (value: number, digits = 1) => value.toFixed(digits)
 const imageServer = (folder: string) =>
   Effect.acquireRelease(
     Effect.promise(async () => {
-      const module = pathToFileURL(join(root, "src", "programs", "sampleImages.ts")).href
+      const module = pathToFileURL(join(root, "src", "pipelines", "thumbnails", "sampleImages.ts")).href
       const code = `import { Effect } from "effect"; import { serveImages } from ${JSON.stringify(module)};
         Effect.runFork(Effect.scoped(Effect.flatMap(serveImages(${JSON.stringify(folder)}),
           (server) => Effect.andThen(Effect.sync(() => console.log(server.imageSource)), Effect.never))))`
