@@ -151,24 +151,35 @@ export const make = Effect.gen(function*() {
         })
     })
 
-  const send = Effect.fn("SqsQueue.send")(function*(queueUrl: string, messages: ReadonlyArray<OutgoingMessage>) {
-    const results = yield* Effect.forEach(
-      chunks(messages),
-      (chunk) =>
-        call("SendMessageBatch", queueUrl, (abortSignal) =>
-          client.send(
-            new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map(toEntry) }),
-            { abortSignal }
-          )).pipe(
-            Effect.map((output) =>
-              toBatchResult(chunk.map((message) => message.id), output.Successful, output.Failed)
-            ),
-            Effect.catch(chunkFailed(chunk.map((message) => message.id)))
-          ),
+  /**
+   * A batch operation: 10 entries a request, a few requests at once, answered entry by entry (a
+   * request that fails as a whole fails each of its entries).
+   */
+  const inBatches = <Entry extends { readonly id: string }>(
+    operation: string,
+    queueUrl: string,
+    entries: ReadonlyArray<Entry>,
+    request: (
+      chunk: ReadonlyArray<Entry>,
+      signal: AbortSignal
+    ) => Promise<{ readonly Successful?: ReadonlyArray<{ Id?: string | undefined }> | undefined; readonly Failed?: ReadonlyArray<BatchResultErrorEntry> | undefined }>
+  ): Effect.Effect<BatchResult> =>
+    Effect.forEach(
+      chunks(entries),
+      (chunk) => {
+        const ids = chunk.map((entry) => entry.id)
+        return call(operation, queueUrl, (signal) => request(chunk, signal)).pipe(
+          Effect.map((output) => toBatchResult(ids, output.Successful, output.Failed)),
+          Effect.catch(chunkFailed(ids))
+        )
+      },
       { concurrency: CHUNK_CONCURRENCY }
-    )
-    return mergeResults(results)
-  })
+    ).pipe(Effect.map(mergeResults))
+
+  const send = Effect.fn("SqsQueue.send")((queueUrl: string, messages: ReadonlyArray<OutgoingMessage>) =>
+    inBatches("SendMessageBatch", queueUrl, messages, (chunk, abortSignal) =>
+      client.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: chunk.map(toEntry) }), { abortSignal }))
+  )
 
   const receive = Effect.fn("SqsQueue.receive")(function*(queueUrl: string, options?: ReceiveOptions) {
     const output = yield* call("ReceiveMessage", queueUrl, (abortSignal) =>
@@ -196,53 +207,31 @@ export const make = Effect.gen(function*() {
     })
   })
 
-  const delete_ = Effect.fn("SqsQueue.delete")(function*(queueUrl: string, entries: ReadonlyArray<ReceiptEntry>) {
-    const results = yield* Effect.forEach(
-      chunks(entries),
-      (chunk) =>
-        call("DeleteMessageBatch", queueUrl, (abortSignal) =>
-          client.send(
-            new DeleteMessageBatchCommand({
-              QueueUrl: queueUrl,
-              Entries: chunk.map((entry, index) => ({ Id: String(index), ReceiptHandle: entry.receiptHandle }))
-            }),
-            { abortSignal }
-          )).pipe(
-            Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
-            Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
-          ),
-      { concurrency: CHUNK_CONCURRENCY }
-    )
-    return mergeResults(results)
-  })
+  const delete_ = Effect.fn("SqsQueue.delete")((queueUrl: string, entries: ReadonlyArray<ReceiptEntry>) =>
+    inBatches("DeleteMessageBatch", queueUrl, entries, (chunk, abortSignal) =>
+      client.send(
+        new DeleteMessageBatchCommand({
+          QueueUrl: queueUrl,
+          Entries: chunk.map((entry, index) => ({ Id: String(index), ReceiptHandle: entry.receiptHandle }))
+        }),
+        { abortSignal }
+      ))
+  )
 
-  const changeVisibility = Effect.fn("SqsQueue.changeVisibility")(function*(
+  const changeVisibility = Effect.fn("SqsQueue.changeVisibility")((
     queueUrl: string,
     entries: ReadonlyArray<ReceiptEntry>,
     seconds: number
-  ) {
-    const results = yield* Effect.forEach(
-      chunks(entries),
-      (chunk) =>
-        call("ChangeMessageVisibilityBatch", queueUrl, (abortSignal) =>
-          client.send(
-            new ChangeMessageVisibilityBatchCommand({
-              QueueUrl: queueUrl,
-              Entries: chunk.map((entry, index) => ({
-                Id: String(index),
-                ReceiptHandle: entry.receiptHandle,
-                VisibilityTimeout: seconds
-              }))
-            }),
-            { abortSignal }
-          )).pipe(
-            Effect.map((output) => toBatchResult(chunk.map((entry) => entry.id), output.Successful, output.Failed)),
-            Effect.catch(chunkFailed(chunk.map((entry) => entry.id)))
-          ),
-      { concurrency: CHUNK_CONCURRENCY }
-    )
-    return mergeResults(results)
-  })
+  ) =>
+    inBatches("ChangeMessageVisibilityBatch", queueUrl, entries, (chunk, abortSignal) =>
+      client.send(
+        new ChangeMessageVisibilityBatchCommand({
+          QueueUrl: queueUrl,
+          Entries: chunk.map((entry, index) => ({ Id: String(index), ReceiptHandle: entry.receiptHandle, VisibilityTimeout: seconds }))
+        }),
+        { abortSignal }
+      ))
+  )
 
   const attributes = Effect.fn("SqsQueue.attributes")(function*(queueUrl: string) {
     const output = yield* call("GetQueueAttributes", queueUrl, (abortSignal) =>
