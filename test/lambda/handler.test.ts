@@ -3,6 +3,7 @@ import { ConfigProvider, Effect, Layer } from "effect"
 import { Attribute } from "../../src/domain/transition.ts"
 import { liveLayer, makeHandler } from "../../src/lambda/handler.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
+import { builtinPipelines, defaultPipelineName } from "../../src/pipelines/index.ts"
 import { CurrentPipeline } from "../../src/services/CurrentPipeline.ts"
 import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
@@ -112,5 +113,17 @@ describe("lambda handler configuration", () => {
     )
     const error = await handler({ Records: [] }).then(() => undefined, (e: unknown) => e)
     assert.include(String((error as Error)?.message ?? error), "PIPELINE_QUEUE_URL")
+  })
+
+  it("a PIPELINE_NAME that names no pipeline fails the first invocation naming the setting and the known pipelines", async () => {
+    const config = ConfigProvider.layer(ConfigProvider.fromUnknown({ PIPELINE_NAME: "nope" }))
+    const handler = makeHandler(
+      CurrentPipeline.layerConfig(builtinPipelines, defaultPipelineName).pipe(Layer.provide(config)),
+      Layer.mergeAll(MessageQueue.layerMemory(), ObjectStore.layerMemory, EngineSettings.layerWith({ queueUrl: QUEUE }))
+    )
+    const error = await handler({ Records: [] }).then(() => undefined, (e: unknown) => e)
+    const text = String((error as Error)?.message ?? error)
+    assert.include(text, "PIPELINE_NAME")
+    assert.include(text, `no pipeline "nope" (known: greeting, thumbnails)`)
   })
 })
