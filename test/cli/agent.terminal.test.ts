@@ -64,6 +64,21 @@ describe("the agent at a terminal", { timeout: 60_000 }, () => {
     assert.deepStrictEqual(await backend.counts(), { visible: inFlight + 5, inFlight: 0, dead: 0 }, "5 untouched + the successors, all visible")
   })
 
+  it("a second Ctrl-C while it finishes ends it at once: exit 130, the unfinished messages come back after their visibility timeout", async () => {
+    const backend = await makeBackend.local(30)
+    await produceInProcess(backend, tracked, ids(3))
+    const agent = startCli(["agent", ...TRACKED], { ...backend.env, TRACKED_STEP_MS: "20000" })
+    let stderr = ""
+    agent.child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+    await waitFor(async () => (await backend.counts()).inFlight === 3, 20_000, "3 messages in flight")
+    agent.child.kill("SIGINT")
+    await waitFor(async () => stderr.includes("finishing 3 messages in flight"), 10_000, "the graceful stop")
+    agent.child.kill("SIGINT")
+    const result = await agent.exit
+    assert.strictEqual(result.code, 130, result.stderr)
+    assert.deepStrictEqual(await backend.counts(), { visible: 0, inFlight: 3, dead: 0 }, "nothing finished, nothing lost")
+  })
+
   it.skipIf(!hasTaskset)("on one core the default concurrency is still 10", async () => {
     const backend = await makeBackend.local(30)
     const result = await startCli([], backend.env, {
