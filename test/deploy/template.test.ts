@@ -2,33 +2,16 @@
  * infra/template.yaml: cfn-lint (informational checks included) finds nothing, and the template
  * says what the issue asks, including what moto's CloudFormation does not apply (the bucket's
  * public access block and ownership controls, the function's architecture and log group).
- * cfn-lint is installed on first use into a git-ignored virtualenv under .tools/, like moto.
+ * cfn-lint is installed by the test run's global setup (`test/support/cfnLint.ts`), like moto.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { execFile, spawnSync } from "node:child_process"
-import { existsSync } from "node:fs"
-import { join } from "node:path"
+import { execFile } from "node:child_process"
 import { promisify } from "node:util"
 import { beforeAll } from "vitest"
-import { root } from "../../scripts/build.ts"
 import { templatePath } from "../../scripts/deploy.ts"
+import { cfnLint, python } from "../support/cfnLint.ts"
 
 const execFileAsync = promisify(execFile)
-
-const CFN_LINT_VERSION = "1.58.0"
-const venv = join(root, ".tools", `cfn-lint-${CFN_LINT_VERSION}`)
-const python = join(venv, "bin", "python")
-
-const ensureCfnLint = () => {
-  if (existsSync(join(venv, "bin", "cfn-lint"))) return
-  for (const [command, args] of [
-    ["python3", ["-m", "venv", venv]],
-    [join(venv, "bin", "pip"), ["install", "--quiet", "--disable-pip-version-check", `cfn-lint==${CFN_LINT_VERSION}`]]
-  ] as const) {
-    const result = spawnSync(command, args, { encoding: "utf8" })
-    if (result.error !== undefined || result.status !== 0) throw new Error(`${command} ${args.join(" ")} failed:\n${result.stderr}`)
-  }
-}
 
 /** A parsed template: its shape is what the tests check. */
 type Json = any
@@ -36,18 +19,17 @@ type Json = any
 let template: Json
 
 beforeAll(async () => {
-  ensureCfnLint()
   // cfn-lint's own YAML reader turns !Ref/!GetAtt/... into their long forms
   const script = "import json, sys\nfrom cfnlint.decode import decode\ntemplate, errors = decode(sys.argv[1])\nassert not errors, errors\nprint(json.dumps(template))"
   template = JSON.parse((await execFileAsync(python, ["-c", script, templatePath])).stdout)
-}, 180_000)
+})
 
 const resource = (name: string) => template.Resources[name]
 const properties = (name: string) => resource(name).Properties
 
 describe("infra/template.yaml", () => {
   it("passes cfn-lint, informational checks included", async () => {
-    const result = await execFileAsync(join(venv, "bin", "cfn-lint"), ["--include-checks", "I", "--", templatePath]).catch(
+    const result = await execFileAsync(cfnLint, ["--include-checks", "I", "--", templatePath]).catch(
       (error: { code: number; stdout: string }) => ({ stdout: `exit ${error.code}\n${error.stdout}` })
     )
     assert.strictEqual(result.stdout, "")
