@@ -1,11 +1,12 @@
 /**
  * `--pipeline`: a built-in pipeline by name, or the path of an author's module whose default
- * export (or `pipeline` export) is a pipeline, resolved against the current directory. Without
+ * export (or `pipeline` export) is a pipeline, resolved against the folder the user stands in
+ * (`npm run` moves to the project's folder but says where it started in `INIT_CWD`). Without
  * the flag, the pipeline `PIPELINE_NAME` names (the Lambda function's setting), or the default.
  */
 import { resolve } from "node:path"
 import { pathToFileURL } from "node:url"
-import { type Config, Effect, Option, Runtime, Schema } from "effect"
+import { Config, Effect, Option, Runtime, Schema } from "effect"
 import { CliError } from "effect/cli"
 import { builtinPipelines, defaultPipelineName } from "../pipelines/index.ts"
 import { PipelineNameConfig, type RunnablePipeline } from "../services/CurrentPipeline.ts"
@@ -22,9 +23,12 @@ export class PipelineNotFound extends Schema.TaggedError<PipelineNotFound>()("Pi
 const isPipeline = (value: unknown): value is RunnablePipeline =>
   typeof value === "object" && value !== null && "router" in value && "schema" in value && "layer" in value
 
-const importPipeline = (path: string) =>
+/** Where the command was started: `INIT_CWD` under `npm run`, else the current directory. */
+const StartedIn = Config.String("INIT_CWD").pipe(Config.withDefault(process.cwd()))
+
+const importPipeline = (path: string, startedIn: string) =>
   Effect.tryPromise({
-    try: () => import(pathToFileURL(resolve(path)).href) as Promise<Record<string, unknown>>,
+    try: () => import(pathToFileURL(resolve(startedIn, path)).href) as Promise<Record<string, unknown>>,
     catch: (cause) => new PipelineNotFound({ message: `cannot load ${path}: ${String(cause)}` })
   }).pipe(
     Effect.flatMap((module) => {
@@ -52,5 +56,5 @@ export const loadPipeline = (
         message: `no built-in pipeline "${nameOrPath}" (built in: ${Object.keys(builtinPipelines).join(", ")}); give a module path to load your own`
       })
     }
-    return yield* importPipeline(nameOrPath)
+    return yield* importPipeline(nameOrPath, yield* StartedIn)
   })

@@ -92,6 +92,13 @@ describe("--pipeline path/to/module.ts", { timeout: 30_000 }, () => {
     assert.deepStrictEqual((await drained(dir)).map((m) => m.body), [{ id: "x" }])
   })
 
+  it("a module path is taken from where the command was started (INIT_CWD under npm run), not the project's folder", async () => {
+    const dir = freshDir()
+    const result = await runCli(["produce", "--pipeline", "pipelines/named.ts", "x"], { PIPELINE_DATA_DIR: dir, INIT_CWD: "test/support" })
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.deepStrictEqual((await drained(dir)).map((m) => m.body), [{ id: "x" }])
+  })
+
   it("a module with neither export, or none at that path, is bad usage: one line that says so, exit 2", async () => {
     const dir = freshDir()
     const [none, missing] = await Promise.all([
