@@ -14,6 +14,8 @@ import { sendAll } from "./sendAll.ts"
 export interface ProducerInput {
   readonly source: string
   readonly text: string
+  /** A line of JSON Lines: JSON is required (a record, or a quoted id). */
+  readonly jsonLine?: boolean | undefined
 }
 
 export interface InvalidInput {
@@ -28,9 +30,12 @@ export interface ParsedInputs {
 
 /** Lines of JSON Lines text as inputs, numbered from 1; blank lines are skipped. */
 export const linesOf = (text: string, name: string): ReadonlyArray<ProducerInput> =>
-  text.split(/\r?\n/).flatMap((line, index) => line.trim() === "" ? [] : [{ source: `${name} line ${index + 1}`, text: line }])
+  text.split(/\r?\n/).flatMap((line, index) => line.trim() === "" ? [] : [{ source: `${name} line ${index + 1}`, text: line, jsonLine: true }])
 
-/** A JSON object is a record; anything else is a bare id, made into the pipeline's initial record. */
+/**
+ * A JSON object is a record; anything else is a bare id, made into the pipeline's initial record.
+ * A line of a JSON Lines file or stdin must be JSON: a record, or a quoted id. An empty id is refused.
+ */
 export const parseInputs = (pipeline: AnyPipeline, queueUrl: string, inputs: ReadonlyArray<ProducerInput>): ParsedInputs => {
   const decode = Schema.decodeUnknownResult(pipeline.schema)
   const encode = Schema.encodeUnknownSync(pipeline.schema)
@@ -39,13 +44,22 @@ export const parseInputs = (pipeline: AnyPipeline, queueUrl: string, inputs: Rea
   for (const input of inputs) {
     const text = input.text.trim()
     let candidate: unknown
-    if (text.startsWith("{")) {
+    if (text.startsWith("{") || input.jsonLine === true) {
+      let json: unknown
       try {
-        candidate = JSON.parse(text)
+        json = JSON.parse(text)
       } catch (error) {
         invalid.push({ source: input.source, reason: `not JSON: ${(error as Error).message}` })
         continue
       }
+      candidate = typeof json === "string" ? pipeline.initialRecord(json) : json
+      if (typeof json === "string" && json.trim() === "") {
+        invalid.push({ source: input.source, reason: "an empty id" })
+        continue
+      }
+    } else if (text === "") {
+      invalid.push({ source: input.source, reason: "an empty id" })
+      continue
     } else {
       candidate = pipeline.initialRecord(text)
     }

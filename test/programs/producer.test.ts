@@ -30,8 +30,8 @@ const counters = definePipeline({
 describe("linesOf", () => {
   it("numbers lines from 1, skips blank ones, takes \\n and \\r\\n", () => {
     assert.deepStrictEqual(linesOf(`{"id":"a"}\r\n\n   \nb\n`, "records.jsonl"), [
-      { source: "records.jsonl line 1", text: `{"id":"a"}` },
-      { source: "records.jsonl line 4", text: "b" }
+      { source: "records.jsonl line 1", text: `{"id":"a"}`, jsonLine: true },
+      { source: "records.jsonl line 4", text: "b", jsonLine: true }
     ])
     assert.deepStrictEqual(linesOf("", "stdin"), [])
   })
@@ -53,6 +53,20 @@ describe("parseInputs", () => {
     assert.notStrictEqual(first![Attribute.traceId], second![Attribute.traceId])
     assert.isUndefined(messages[0]!.groupId, "a standard queue takes no group")
     assert.isUndefined(messages[0]!.deduplicationId)
+  })
+
+  it("a line of JSON Lines must be JSON: a record or a quoted id; a bare word there is refused, not taken for an id", () => {
+    const { messages, invalid } = parseInputs(counters, QUEUE, linesOf(`{"key":"k1","count":2}\n"k2"\nk3\n""\n`, "records.jsonl"))
+    assert.deepStrictEqual(messages.map((m) => JSON.parse(m.body)), [{ key: "k1", count: 2 }, { key: "k2", count: 0 }])
+    assert.deepStrictEqual(invalid.map((bad) => bad.source), ["records.jsonl line 3", "records.jsonl line 4"])
+    assert.match(invalid[0]!.reason, /^not JSON: \S/)
+    assert.strictEqual(invalid[1]!.reason, "an empty id")
+  })
+
+  it("an empty id is refused, whitespace included", () => {
+    const { messages, invalid } = parseInputs(counters, QUEUE, [input("", "argument 1"), input("   ", "argument 2"), input("k")])
+    assert.deepStrictEqual(invalid, [{ source: "argument 1", reason: "an empty id" }, { source: "argument 2", reason: "an empty id" }])
+    assert.strictEqual(messages.length, 1)
   })
 
   it("bad inputs are reported by source with the reason, and numbering stays dense", () => {
