@@ -21,7 +21,7 @@ import { makeSampleImages, serveImages } from "../pipelines/thumbnails/sampleIma
 import { type DemoOutcome, forgetDemo, produceOnce, runDemo } from "../programs/demo.ts"
 import { DataDirConfig } from "../services/DataDir.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
-import { defaultConcurrency, UsageError } from "./commands.ts"
+import { defaultConcurrency, root, UsageError } from "./commands.ts"
 import { localBackendsLayer } from "./layers.ts"
 import { clearProgress, drawProgress, summaryOf } from "./progress.ts"
 import { graceful } from "./graceful.ts"
@@ -75,6 +75,12 @@ export const start = Command.make(
   },
   Effect.fn("cli.start")(function*(flags) {
     if (flags.count < 1) return yield* new UsageError({ message: "--count must be at least 1" })
+    const asked = (yield* root).pipeline
+    if (Option.isSome(asked) && asked.value !== "thumbnails") {
+      return yield* new UsageError({
+        message: `npm start runs the thumbnail example only; run ${asked.value} with produce and agent (--pipeline ${asked.value})`
+      })
+    }
     const dataDir = resolve(yield* DataDirConfig)
     if (flags.fresh) yield* forgetDemo(dataDir)
     const samples = yield* makeSampleImages(join(dataDir, "samples"), { count: flags.count })

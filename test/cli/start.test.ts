@@ -56,4 +56,13 @@ describe("npm start", { timeout: 120_000 }, () => {
     assert.strictEqual(result.code, 2)
     assert.strictEqual(result.stderr.trim(), "error: --count must be at least 1")
   })
+
+  it("--pipeline other than thumbnails is bad usage, not silently ignored: one line, exit 2", async () => {
+    const result = await start("--pipeline", "greeting")
+    assert.strictEqual(result.code, 2)
+    assert.strictEqual(
+      result.stderr.trim(),
+      "error: npm start runs the thumbnail example only; run greeting with produce and agent (--pipeline greeting)"
+    )
+  })
 })
