@@ -4,7 +4,7 @@
 import { availableParallelism } from "node:os"
 import { Console, Effect, FileSystem, Layer, Option, type PlatformError, Runtime, Schema, Stdio, Stream } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
-import type { RunnablePipeline } from "../services/CurrentPipeline.ts"
+import type { AnyPipeline } from "../domain/Pipeline.ts"
 import { defaultPipelineName } from "../pipelines/index.ts"
 import { runAgent } from "../programs/agent.ts"
 import { inProcessRunner } from "../programs/inProcessRunner.ts"
@@ -41,7 +41,7 @@ export const root = Command.make("pipeline").pipe(
 )
 
 /** The backends from the environment, with the pipeline's own services on top. */
-const servicesFor = (pipeline: RunnablePipeline) => Layer.provideMerge(pipeline.layer, backendsLayer)
+const servicesFor = (pipeline: AnyPipeline) => Layer.provideMerge(pipeline.layer, backendsLayer)
 
 export const agent = Command.make(
   "agent",

@@ -9,7 +9,8 @@ import { pathToFileURL } from "node:url"
 import { Config, Effect, Option, Runtime, Schema } from "effect"
 import { CliError } from "effect/cli"
 import { builtinPipelines, defaultPipelineName } from "../pipelines/index.ts"
-import { PipelineNameConfig, type RunnablePipeline } from "../services/CurrentPipeline.ts"
+import type { AnyPipeline } from "../domain/Pipeline.ts"
+import { PipelineNameConfig } from "../services/CurrentPipeline.ts"
 
 export class PipelineNotFound extends Schema.TaggedError<PipelineNotFound>()("PipelineNotFound", {
   message: Schema.String
@@ -20,7 +21,7 @@ export class PipelineNotFound extends Schema.TaggedError<PipelineNotFound>()("Pi
   }
 }
 
-const isPipeline = (value: unknown): value is RunnablePipeline =>
+const isPipeline = (value: unknown): value is AnyPipeline =>
   typeof value === "object" && value !== null && "router" in value && "schema" in value && "layer" in value
 
 /** Where the command was started: `INIT_CWD` under `npm run`, else the current directory. */
@@ -45,7 +46,7 @@ const importPipeline = (path: string, startedIn: string) =>
  */
 export const loadPipeline = (
   flag: Option.Option<string>
-): Effect.Effect<RunnablePipeline, PipelineNotFound | Config.ConfigError> =>
+): Effect.Effect<AnyPipeline, PipelineNotFound | Config.ConfigError> =>
   Effect.gen(function*() {
     const configured = yield* PipelineNameConfig(builtinPipelines, defaultPipelineName)
     const nameOrPath = Option.getOrElse(flag, () => configured)

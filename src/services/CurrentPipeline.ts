@@ -4,16 +4,12 @@
  */
 import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import type { AnyPipeline, RuntimeServices } from "../domain/Pipeline.ts"
+// ObjectStore adds itself to the RuntimeServices a pipeline's layer may use (declaration merging)
 import "./ObjectStore.ts"
 
-export type { RuntimeServices }
-
-/** A pipeline a runtime can run: its own layer builds on what every runtime provides. */
-export type RunnablePipeline = AnyPipeline
-
-export class CurrentPipeline extends Context.Service<CurrentPipeline, RunnablePipeline>()("pipeline/services/CurrentPipeline") {
+export class CurrentPipeline extends Context.Service<CurrentPipeline, AnyPipeline>()("pipeline/services/CurrentPipeline") {
   /** This pipeline, with its own services. */
-  static readonly layerOf = (pipeline: RunnablePipeline): Layer.Layer<CurrentPipeline, Config.ConfigError, RuntimeServices> =>
+  static readonly layerOf = (pipeline: AnyPipeline): Layer.Layer<CurrentPipeline, Config.ConfigError, RuntimeServices> =>
     Layer.merge(Layer.succeed(CurrentPipeline, pipeline), pipeline.layer)
 
   /**
@@ -21,7 +17,7 @@ export class CurrentPipeline extends Context.Service<CurrentPipeline, RunnablePi
    * settings; an unknown name fails naming the setting.
    */
   static readonly layerConfig = (
-    known: Readonly<Record<string, Effect.Effect<RunnablePipeline, Config.ConfigError>>>,
+    known: Readonly<Record<string, Effect.Effect<AnyPipeline, Config.ConfigError>>>,
     fallback: string
   ): Layer.Layer<CurrentPipeline, Config.ConfigError, RuntimeServices> =>
     Layer.unwrap(Effect.gen(function*() {
