@@ -1,13 +1,18 @@
 /**
  * Transition metadata carried as message attributes: the step number, a trace id shared by the
  * whole chain, and a deterministic transition id (a hash of the record's id and its new state).
+ * Two more tell the transition ledger a message's history: the mutation that made its state
+ * (`pipeline.mutation`, on every successor) and the record's id (`pipeline.record_id`, on the first
+ * message of a chain that knows it, so the ledger indexes each chain once by it).
  */
 import { createHash, randomUUID } from "node:crypto"
 
 export const Attribute = {
   step: "pipeline.step",
   traceId: "pipeline.trace_id",
-  transitionId: "pipeline.transition_id"
+  transitionId: "pipeline.transition_id",
+  mutation: "pipeline.mutation",
+  recordId: "pipeline.record_id"
 } as const
 
 export interface Transition {

@@ -21,7 +21,7 @@ import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fifoFields, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
-import { type Claim, TransitionLedger } from "../services/TransitionLedger.ts"
+import { type Claim, type Ending, type Finish, TransitionLedger } from "../services/TransitionLedger.ts"
 import { briefRetry, retryPolicy } from "./retry.ts"
 import { deleteAll, sendAll } from "./sendAll.ts"
 
@@ -100,7 +100,19 @@ export const duplicatesSkipped = Metric.counter("pipeline_duplicates_skipped", {
 
 const claimOf = (message: QueueMessage): Claim => {
   const { step, traceId } = fromAttributes(message.attributes, message.messageId)
-  return { traceId, step, messageId: message.messageId }
+  return {
+    traceId,
+    step,
+    messageId: message.messageId,
+    recordId: message.attributes[Attribute.recordId],
+    mutation: message.attributes[Attribute.mutation]
+  }
+}
+
+/** The stage a dead-lettered message failed in, as its decision says. */
+const stageOf = (decisions: ReadonlyArray<Decision>, message: QueueMessage): string => {
+  const decision = decisions.find((d) => d.message === message)
+  return decision !== undefined && decision._tag === "DeadLetter" ? decision.stage : "decode"
 }
 
 /**
@@ -158,7 +170,13 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       const entry: OutgoingMessage = {
         id: `m${index}`,
         body: JSON.stringify(encoded),
-        attributes: toAttributes(transition),
+        attributes: {
+          ...toAttributes(transition),
+          // for the ledger's history: the mutation always; the record id once a chain, on its first
+          // successor when its first message did not name it (the producer's do)
+          [Attribute.mutation]: route.name,
+          ...(current.step > 0 || message.attributes[Attribute.recordId] !== undefined || recordId === "" ? {} : { [Attribute.recordId]: recordId })
+        },
         ...(fifo ? fifoFields(recordId, transition) : {})
       }
       return Decision.Next({ message, mutation: route.name, entry, step: transition.step })
@@ -271,14 +289,26 @@ export const processBatch = <Rec, E extends StepFailure, R>(
             outcomes.push(Outcome.Failed({ message: decision.message, error: failure }))
           }
         }
-        // a redrive sends them back as new messages, which must be able to claim these places
-        const released = outcomes.flatMap((outcome) => outcome._tag === "DeadLettered" ? [claimOf(outcome.message)] : [])
-        if (Option.isSome(ledger) && released.length > 0) {
-          yield* ledger.value.release(released).pipe(
-            Effect.catch((error) => Effect.logWarning(`could not release the ledger places of ${released.length} dead letters: ${error.message}`))
-          )
-        }
       }
+    }
+
+    // the ledger's history: endings (a dead letter's also gives its place back, for the message a
+    // redrive sends); an advanced place needs no write, the next place's claim says it
+    const endings = Option.isNone(ledger) ? [] : outcomes.flatMap((outcome): Array<Finish> => {
+      const ending: Ending | undefined = outcome._tag === "Done"
+        ? { _tag: "Done" }
+        : outcome._tag === "DeadLettered"
+        ? { _tag: "DeadLettered", reason: outcome.error._tag, message: outcome.error.message, stage: stageOf(decisions, outcome.message) }
+        : outcome._tag === "Duplicate"
+        ? { _tag: "DuplicateSkipped" }
+        : undefined
+      return ending === undefined ? [] : [{ ...claimOf(outcome.message), ending }]
+    })
+    if (Option.isSome(ledger) && endings.length > 0) {
+      yield* ledger.value.finish(endings).pipe(
+        Effect.retry(briefRetry),
+        Effect.catch((error) => Effect.logWarning(`could not record ${endings.length} endings in the transition ledger: ${error.message}`))
+      )
     }
 
     for (const outcome of outcomes) {

@@ -6,7 +6,7 @@
  */
 import { Effect, Schema } from "effect"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
-import { fifoFields, initialTransition, toAttributes } from "../domain/transition.ts"
+import { Attribute, fifoFields, initialTransition, toAttributes } from "../domain/transition.ts"
 import { isFifo, type OutgoingMessage } from "../domain/messages.ts"
 import { sendAll } from "./sendAll.ts"
 
@@ -74,7 +74,8 @@ export const parseInputs = (pipeline: AnyPipeline, queueUrl: string, inputs: Rea
     messages.push({
       id: `i${messages.length}`,
       body: JSON.stringify(encoded),
-      attributes: toAttributes(transition),
+      // the record id too, by which the transition ledger finds the chain (`trace ID`)
+      attributes: { ...toAttributes(transition), ...(recordId === "" ? {} : { [Attribute.recordId]: recordId }) },
       ...(isFifo(queueUrl) ? fifoFields(recordId, transition) : {})
     })
   }

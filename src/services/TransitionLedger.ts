@@ -1,15 +1,23 @@
 /**
- * The transition ledger: who advanced each place of each chain.
+ * The transition ledger: who advanced each place of each chain, and so each record's history.
  *
  * A place is a chain's trace id and a step number. Before a message's mutation runs, the engine
  * claims the message's place with the message id as claimant. The claim is won when the place is
- * free (or its earlier claim has expired), and re-won by the same message on a redelivery; a
- * different message holding the place means this one is a copy (a successor sent twice by a
- * worker that died before deleting its message), which is acknowledged without running anything.
- * So each place is advanced by one message lineage only, and a chain never forks.
+ * free (or its earlier claim has expired, or its message was dead-lettered), and re-won by the same
+ * message on a redelivery; a different message holding the place means this one is a copy (a
+ * successor sent twice by a worker that died before deleting its message), which is acknowledged
+ * without running anything. So each place is advanced by one message lineage only, and a chain
+ * never forks.
+ *
+ * The history costs the common step nothing: a claim also keeps when it was made, the mutation that
+ * made the message's state and, once a chain, the record's id; a place was advanced when the next
+ * place is claimed. Only the endings are written apart (`finish`): done, dead-lettered with its
+ * reason (which also gives the place back, as a redrive sends a new message for it), and a copy
+ * skipped.
  *
  * Layers: DynamoDB (`ledger/dynamo.ts`), the local queue's SQLite file (`ledger/local.ts`), memory
- * (here, for tests), and none: without a ledger every claim is won and forks stay possible.
+ * (here, for tests), and none: without a ledger every claim is won, forks stay possible and there
+ * is no history.
  */
 import { Clock, Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
 import { DataDirConfig } from "./DataDir.ts"
@@ -23,10 +31,46 @@ export interface Place {
 export interface Claim extends Place {
   /** The message that wants to advance this place. */
   readonly messageId: string
+  /** The record's id where the message names it (`pipeline.record_id`): the chain is then found by it. */
+  readonly recordId?: string | undefined
+  /** The mutation that made the message's state (`pipeline.mutation`); none for a chain's first message. */
+  readonly mutation?: string | undefined
 }
 
 /** `Won`: the place was free. `Redelivery`: this same message already held it. `Duplicate`: another message holds it. */
 export type ClaimResult = "Won" | "Redelivery" | "Duplicate"
+
+/** How a place ended when not simply advanced (the next place's claim says that). */
+export type Ending =
+  | { readonly _tag: "Done" }
+  /** `reason` is the error's tag, `stage` the mutation (or `decode` / `route`) it failed in. */
+  | { readonly _tag: "DeadLettered"; readonly reason: string; readonly message: string; readonly stage: string }
+  /** A copy of the place's message was skipped; `messageId` of `Finish` is the copy's. */
+  | { readonly _tag: "DuplicateSkipped" }
+
+export interface Finish extends Place {
+  readonly messageId: string
+  readonly ending: Ending
+}
+
+/** A claimed place as the ledger keeps it: one step of a record's history. */
+export interface Entry extends Place {
+  readonly messageId: string
+  readonly recordId?: string | undefined
+  readonly mutation?: string | undefined
+  /** Epoch ms of the latest claim. */
+  readonly claimedAt: number
+  readonly ending?: {
+    readonly tag: "Done" | "DeadLettered"
+    /** Epoch ms. */
+    readonly at: number
+    readonly reason?: string | undefined
+    readonly message?: string | undefined
+    readonly stage?: string | undefined
+  } | undefined
+  /** Copies of this place's message skipped. */
+  readonly duplicatesSkipped: number
+}
 
 export class LedgerError extends Schema.TaggedError<LedgerError>()("LedgerError", {
   operation: Schema.String,
@@ -48,10 +92,18 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
   /** Claims each place for its message, in one round trip where the store allows; results in order. */
   claim(claims: ReadonlyArray<Claim>): Effect.Effect<ReadonlyArray<ClaimResult>, LedgerError>
   /**
-   * Gives places back, each only if still held by that message: a dead-lettered message's place
-   * must be claimable by the message a redrive sends in its stead (a new message id).
+   * Records how places ended. `Done` and `DeadLettered` only where the place is still held by that
+   * message; `DeadLettered` also gives the place back, to be claimable by the message a redrive
+   * sends in its stead (a new message id). `DuplicateSkipped` counts on the place, whoever holds it.
    */
-  release(claims: ReadonlyArray<Claim>): Effect.Effect<void, LedgerError>
+  finish(finishes: ReadonlyArray<Finish>): Effect.Effect<void, LedgerError>
+  /**
+   * The places of chain `id` (a trace id) or, if there is none, of every chain whose record id is
+   * `id`: ordered by chain (earliest first) and step.
+   */
+  history(id: string): Effect.Effect<ReadonlyArray<Entry>, LedgerError>
+  /** Every place claimed at or after `since` (epoch ms), in no order. On DynamoDB a scan of the table. */
+  entries(since: number): Effect.Effect<ReadonlyArray<Entry>, LedgerError>
 }>()("pipeline/services/TransitionLedger") {
   /** No ledger: every claim is won. */
   static readonly layerNone = Layer.succeed(
@@ -59,7 +111,9 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
     TransitionLedger.of({
       enabled: false,
       claim: (claims) => Effect.succeed(claims.map((): ClaimResult => "Won")),
-      release: () => Effect.void
+      finish: () => Effect.void,
+      history: () => Effect.succeed([]),
+      entries: () => Effect.succeed([])
     })
   )
 
@@ -72,7 +126,11 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
       )
     )
 
-  /** A DynamoDB table (partition key `traceId` S, sort key `step` N, TTL on `expiresAt`). */
+  /**
+   * A DynamoDB table (partition key `traceId` S, sort key `step` N, TTL on `expiresAt`) with a
+   * global secondary index `byRecordId` (partition key `recordId` S, keys only), sparse: only a
+   * chain's first claim that knows its record id carries it.
+   */
   static readonly layerDynamo = (tableName: string): Layer.Layer<TransitionLedger> =>
     Layer.effect(TransitionLedger, Effect.flatMap(Effect.promise(() => import("./ledger/dynamo.ts")), (dynamo) => dynamo.make(tableName)))
 
@@ -106,7 +164,8 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
 
   /** In memory, on Effect's Clock (so TestClock can expire claims). */
   static readonly layerMemory = Layer.sync(TransitionLedger, () => {
-    const held = new Map<string, { readonly messageId: string; readonly expiresAt: number }>()
+    const held = new Map<string, Entry & { readonly expiresAt: number }>()
+    const sorted = (entries: Iterable<Entry>) => sortEntries([...entries].map(({ expiresAt: _, ...entry }: Entry & { expiresAt?: number }) => entry))
     return TransitionLedger.of({
       enabled: true,
       claim: (claims) =>
@@ -114,21 +173,55 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
           claims.map((claim): ClaimResult => {
             const key = placeKey(claim)
             const current = held.get(key)
-            if (current !== undefined && current.expiresAt > now) {
-              return current.messageId === claim.messageId ? "Redelivery" : "Duplicate"
-            }
-            held.set(key, { messageId: claim.messageId, expiresAt: now + Duration.toMillis(CLAIM_TTL) })
-            return "Won"
+            const free = current === undefined || current.expiresAt <= now || current.ending?.tag === "DeadLettered"
+            if (!free && current.messageId !== claim.messageId) return "Duplicate"
+            held.set(key, {
+              traceId: claim.traceId,
+              step: claim.step,
+              messageId: claim.messageId,
+              recordId: claim.recordId,
+              mutation: claim.mutation,
+              claimedAt: now,
+              duplicatesSkipped: 0,
+              expiresAt: now + Duration.toMillis(CLAIM_TTL)
+            })
+            return free ? "Won" : "Redelivery"
           })),
-      release: (claims) =>
-        Effect.sync(() => {
-          for (const claim of claims) {
-            const key = placeKey(claim)
-            if (held.get(key)?.messageId === claim.messageId) held.delete(key)
+      finish: (finishes) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          for (const { ending, ...place } of finishes) {
+            const key = placeKey(place)
+            const current = held.get(key)
+            if (current === undefined) continue
+            if (ending._tag === "DuplicateSkipped") {
+              held.set(key, { ...current, duplicatesSkipped: current.duplicatesSkipped + 1 })
+            } else if (current.messageId === place.messageId) {
+              const { _tag, ...reason } = ending
+              held.set(key, { ...current, ending: { tag: _tag, at: now, ...reason } })
+            }
           }
-        })
+        }),
+      history: (id) =>
+        Effect.sync(() => {
+          const all = [...held.values()]
+          const traces = all.some((entry) => entry.traceId === id)
+            ? new Set([id])
+            : new Set(all.filter((entry) => entry.recordId === id).map((entry) => entry.traceId))
+          return sorted(all.filter((entry) => traces.has(entry.traceId)))
+        }),
+      entries: (since) => Effect.sync(() => sorted([...held.values()].filter((entry) => entry.claimedAt >= since)))
     })
   })
+}
+
+/** Entries by chain (the chain whose earliest claim is earliest first) and step. */
+export const sortEntries = (entries: ReadonlyArray<Entry>): ReadonlyArray<Entry> => {
+  const firstClaim = new Map<string, number>()
+  for (const entry of entries) firstClaim.set(entry.traceId, Math.min(firstClaim.get(entry.traceId) ?? Infinity, entry.claimedAt))
+  return [...entries].sort((a, b) =>
+    a.traceId === b.traceId
+      ? a.step - b.step
+      : firstClaim.get(a.traceId)! - firstClaim.get(b.traceId)! || (a.traceId < b.traceId ? -1 : 1))
 }
 
 export const placeKey = (place: Place): string => `${place.traceId}#${place.step}`

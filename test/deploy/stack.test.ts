@@ -200,6 +200,7 @@ describe("npm run deploy on moto", () => {
     const table = resources["LedgerTable"]!
     const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }))
     assert.deepStrictEqual(Table?.KeySchema, [{ AttributeName: "traceId", KeyType: "HASH" }, { AttributeName: "step", KeyType: "RANGE" }])
+    assert.deepStrictEqual(Table?.GlobalSecondaryIndexes?.map((index) => [index.IndexName, index.KeySchema]), [["byRecordId", [{ AttributeName: "recordId", KeyType: "HASH" }]]])
     assert.strictEqual(Table?.BillingModeSummary?.BillingMode, "PAY_PER_REQUEST")
     const { TimeToLiveDescription } = await dynamodb.send(new DescribeTimeToLiveCommand({ TableName: table }))
     assert.deepStrictEqual(TimeToLiveDescription, { TimeToLiveStatus: "ENABLED", AttributeName: "expiresAt" })
@@ -227,7 +228,7 @@ describe("npm run deploy on moto", () => {
         resource: queueArn
       },
       { actions: ["sqs:SendMessage"], resource: dlqArn },
-      { actions: ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"], resource: tableArn },
+      { actions: ["dynamodb:PutItem", "dynamodb:UpdateItem"], resource: tableArn },
       { actions: ["s3:GetObject", "s3:PutObject"], resource: `arn:aws:s3:::${resources["Bucket"]}/*` },
       { actions: ["s3:ListBucket"], resource: `arn:aws:s3:::${resources["Bucket"]}` }
     ])

@@ -111,7 +111,7 @@ describe("infra/template.yaml", () => {
         resource: { "Fn::GetAtt": ["StateQueue", "Arn"] }
       },
       { actions: ["sqs:SendMessage"], resource: { "Fn::GetAtt": ["DeadLetterQueue", "Arn"] } },
-      { actions: ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"], resource: { "Fn::GetAtt": ["LedgerTable", "Arn"] } },
+      { actions: ["dynamodb:PutItem", "dynamodb:UpdateItem"], resource: { "Fn::GetAtt": ["LedgerTable", "Arn"] } },
       { actions: ["s3:GetObject", "s3:PutObject"], resource: { "Fn::Sub": "${Bucket.Arn}/*" } },
       { actions: ["s3:ListBucket"], resource: { "Fn::GetAtt": ["Bucket", "Arn"] } },
       { actions: ["logs:CreateLogStream", "logs:PutLogEvents"], resource: { "Fn::GetAtt": ["LogGroup", "Arn"] } }
@@ -120,7 +120,7 @@ describe("infra/template.yaml", () => {
     assert.deepStrictEqual(listing?.Condition, { StringLike: { "s3:prefix": "raw/*" } }, "listing only the raw images")
   })
 
-  it("makes the ledger table on demand, keyed by trace id and step, its claims expiring by TTL on expiresAt", () => {
+  it("makes the ledger table on demand, keyed by trace id and step, indexed by record id, its claims expiring by TTL on expiresAt", () => {
     const table = resource("LedgerTable")
     assert.strictEqual(table.Type, "AWS::DynamoDB::Table")
     assert.deepStrictEqual([table.DeletionPolicy, table.UpdateReplacePolicy], ["Delete", "Delete"], "goes with the queues")
@@ -132,7 +132,12 @@ describe("infra/template.yaml", () => {
     ])
     assert.deepStrictEqual(table.Properties.AttributeDefinitions, [
       { AttributeName: "traceId", AttributeType: "S" },
-      { AttributeName: "step", AttributeType: "N" }
+      { AttributeName: "step", AttributeType: "N" },
+      { AttributeName: "recordId", AttributeType: "S" }
+    ])
+    // chains by record id (trace RECORD_ID), keys only: the history is read from the table
+    assert.deepStrictEqual(table.Properties.GlobalSecondaryIndexes, [
+      { IndexName: "byRecordId", KeySchema: [{ AttributeName: "recordId", KeyType: "HASH" }], Projection: { ProjectionType: "KEYS_ONLY" } }
     ])
     assert.deepStrictEqual(table.Properties.TimeToLiveSpecification, { AttributeName: "expiresAt", Enabled: true })
     // no fixed name: a key change replaces the table, which needs a new name

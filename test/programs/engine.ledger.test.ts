@@ -96,6 +96,36 @@ describe("engine with a transition ledger", () => {
       assert.deepStrictEqual((yield* MemoryQueueControl).messages(QUEUE), [])
     }).pipe(Effect.provide(services())))
 
+  it.live("the ledger keeps each record's history: every step's message and mutation, done, a skipped copy, a dead letter's reason", () =>
+    Effect.gen(function*() {
+      runs.length = 0
+      yield* produce({ id: "h", count: 0 })
+      yield* pass(yield* crashAfterSend)
+      while (true) {
+        const messages = yield* receiveAll
+        if (messages.length === 0) break
+        yield* pass(messages)
+      }
+      const ledger = yield* TransitionLedger
+      // found by the record's id: the engine names it on the chain's first successor, once
+      const history = yield* ledger.history("h")
+      assert.deepStrictEqual(history.map((entry) => [entry.step, entry.mutation ?? null, entry.recordId ?? null, entry.ending?.tag ?? null]), [
+        [0, null, null, null],
+        [1, "increment", "h", null],
+        [2, "increment", null, null],
+        [3, "increment", null, "Done"]
+      ])
+      assert.deepStrictEqual(history.map((entry) => entry.duplicatesSkipped), [0, 1, 0, 0], "the second successor of step 0, skipped at step 1")
+      assert.strictEqual(new Set(history.map((entry) => entry.messageId)).size, 4)
+      assert.deepStrictEqual(yield* ledger.history(history[0]!.traceId), history)
+
+      yield* produce({ id: "p", count: 0, poison: true })
+      const [poisoned] = yield* receiveAll
+      yield* pass([poisoned!])
+      const [dead] = yield* ledger.history(poisoned!.attributes["pipeline.trace_id"]!)
+      assert.deepInclude(dead!.ending, { tag: "DeadLettered", reason: "PermanentError", message: "poisoned", stage: "increment" })
+    }).pipe(Effect.provide(services())))
+
   it.live("without a ledger the same crash forks the chain: both successors run to done", () =>
     Effect.gen(function*() {
       runs.length = 0
@@ -157,7 +187,9 @@ describe("engine with a transition ledger", () => {
       const unreachable = Layer.succeed(TransitionLedger, TransitionLedger.of({
         enabled: true,
         claim: () => Effect.fail(new LedgerError({ operation: "PutItem", message: "access denied", retryable: false, cause: null })),
-        release: () => Effect.void
+        finish: () => Effect.void,
+        history: () => Effect.succeed([]),
+        entries: () => Effect.succeed([])
       }))
       const outcomes = yield* engine(messages).pipe(Effect.provide(unreachable))
       assert.deepStrictEqual(tags(outcomes), ["Failed"])

@@ -24,12 +24,12 @@ describe("DynamoLedger", () => {
   layer(TransitionLedger.layerDynamo(tableName))("on moto", (it) => {
     ledgerCases(it)
 
-    it.effect("stores the claimant, the claim time in ms and an expiry in epoch seconds 14 days on (the TTL attribute)", () =>
+    it.effect("stores the claimant, the claim time in ms, an expiry in epoch seconds 14 days on (the TTL attribute), the mutation and the record id", () =>
       Effect.gen(function*() {
         const now = Date.UTC(2026, 2, 1, 12, 0, 0, 250)
         yield* TestClock.setTime(now)
         const traceId = uniqueName("trace")
-        yield* TransitionLedger.use((ledger) => ledger.claim([{ traceId, step: 7, messageId: "m1" }]))
+        yield* TransitionLedger.use((ledger) => ledger.claim([{ traceId, step: 7, messageId: "m1", mutation: "thumbnail", recordId: "STK1" }]))
         const { Item } = yield* withDynamo((client) =>
           client.send(new GetItemCommand({ TableName: tableName, Key: { traceId: { S: traceId }, step: { N: "7" } } }))
         )
@@ -38,7 +38,9 @@ describe("DynamoLedger", () => {
           step: { N: "7" },
           messageId: { S: "m1" },
           claimedAt: { N: String(now) },
-          expiresAt: { N: String(Math.floor(now / 1000) + 14 * 24 * 3600) }
+          expiresAt: { N: String(Math.floor(now / 1000) + 14 * 24 * 3600) },
+          mutation: { S: "thumbnail" },
+          recordId: { S: "STK1" }
         })
       }))
   })

@@ -30,4 +30,21 @@ describe("LocalLedger", () => {
       db.close()
       assert.includeMembers(tables, ["ledger", "messages"])
     }).pipe(Effect.scoped))
+
+  it.live("a file from before the history gets its columns on open, and its claims read as history", () =>
+    Effect.gen(function*() {
+      const directory = folder()
+      const old = new DatabaseSync(join(directory, DATABASE_FILE))
+      old.exec(`CREATE TABLE ledger (trace_id TEXT NOT NULL, step INTEGER NOT NULL, message_id TEXT NOT NULL,
+        claimed_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (trace_id, step)) WITHOUT ROWID`)
+      old.prepare("INSERT INTO ledger VALUES ('t', 0, 'm0', 1000, ?)").run(Date.now() + 60_000)
+      old.close()
+      const ledger = yield* LocalLedger.make(directory)
+      assert.deepStrictEqual(yield* ledger.history("t"), [
+        { traceId: "t", step: 0, messageId: "m0", recordId: undefined, mutation: undefined, claimedAt: 1000, ending: undefined, duplicatesSkipped: 0 }
+      ])
+      assert.deepStrictEqual(yield* ledger.claim([{ traceId: "t", step: 0, messageId: "m1" }]), ["Duplicate"])
+      assert.deepStrictEqual(yield* ledger.claim([{ traceId: "t", step: 1, messageId: "m1", mutation: "next", recordId: "r" }]), ["Won"])
+      assert.deepStrictEqual((yield* ledger.history("r")).map((entry) => entry.step), [0, 1])
+    }).pipe(Effect.scoped))
 })

@@ -107,8 +107,18 @@ export const createLedgerTable = async (): Promise<string> => {
     await client.send(new CreateTableCommand({
       TableName: name,
       BillingMode: "PAY_PER_REQUEST",
-      AttributeDefinitions: [{ AttributeName: "traceId", AttributeType: "S" }, { AttributeName: "step", AttributeType: "N" }],
-      KeySchema: [{ AttributeName: "traceId", KeyType: "HASH" }, { AttributeName: "step", KeyType: "RANGE" }]
+      AttributeDefinitions: [
+        { AttributeName: "traceId", AttributeType: "S" },
+        { AttributeName: "step", AttributeType: "N" },
+        { AttributeName: "recordId", AttributeType: "S" }
+      ],
+      KeySchema: [{ AttributeName: "traceId", KeyType: "HASH" }, { AttributeName: "step", KeyType: "RANGE" }],
+      // as infra/template.yaml's LedgerTable: chains by record id, sparse (see src/services/ledger/dynamo.ts)
+      GlobalSecondaryIndexes: [{
+        IndexName: "byRecordId",
+        KeySchema: [{ AttributeName: "recordId", KeyType: "HASH" }],
+        Projection: { ProjectionType: "KEYS_ONLY" }
+      }]
     }))
     return name
   } finally {

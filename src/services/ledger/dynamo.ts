@@ -2,18 +2,34 @@
  * The `TransitionLedger` on Amazon DynamoDB, through @aws-sdk/client-dynamodb.
  *
  * One item per claimed place: partition key `traceId` (S), sort key `step` (N), the claimant
- * `messageId` (S), `claimedAt` (N, ms of the latest claim) and `expiresAt` (N, epoch seconds), the
- * table's TTL attribute. Region, endpoint and credentials come from the SDK's own conventions
- * (AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB, the default credential chain).
+ * `messageId` (S), `claimedAt` (N, ms of the latest claim), `expiresAt` (N, epoch seconds), the
+ * table's TTL attribute, and where the message names them `mutation` (S) and `recordId` (S), the
+ * key of the sparse index `byRecordId` (a chain's first message that knows its record id carries
+ * it, so the index costs a write per chain, not per step). An ending adds `ending` (S, `Done` or
+ * `DeadLettered`), `endedAt` (N, ms) and for a dead letter `reason`, `reasonMessage`, `stage` (S);
+ * skipped copies add to `duplicatesSkipped` (N). A claim is one PutItem (one write unit for these
+ * small items), an ending one UpdateItem. Region, endpoint and credentials come from the SDK's own
+ * conventions (AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB, the default credential chain).
  */
 import {
   type AttributeValue,
-  DeleteItemCommand,
   DynamoDBClient,
-  PutItemCommand
+  PutItemCommand,
+  QueryCommand,
+  ScanCommand,
+  UpdateItemCommand
 } from "@aws-sdk/client-dynamodb"
 import { Clock, Duration, Effect } from "effect"
-import { type Claim, CLAIM_TTL, type ClaimResult, LedgerError, TransitionLedger } from "../TransitionLedger.ts"
+import {
+  type Claim,
+  CLAIM_TTL,
+  type ClaimResult,
+  type Entry,
+  type Finish,
+  LedgerError,
+  sortEntries,
+  TransitionLedger
+} from "../TransitionLedger.ts"
 import { awsErrorMessage, isRetryableAwsError } from "../awsSdk.ts"
 
 /** Conditional writes of one call that may be in flight at once. */
@@ -22,7 +38,13 @@ const CLAIM_CONCURRENCY = 10
 const isConditionFailure = (cause: unknown): boolean =>
   typeof cause === "object" && cause !== null && (cause as { name?: unknown }).name === "ConditionalCheckFailedException"
 
-const key = (claim: Claim): Record<string, AttributeValue> => ({
+/** The index of chains by record id (see infra/template.yaml). */
+export const RECORD_ID_INDEX = "byRecordId"
+
+/** An error's message is kept up to this length (an item's size is its cost). */
+const MAX_TEXT = 1000
+
+const key = (claim: Pick<Claim, "traceId" | "step">): Record<string, AttributeValue> => ({
   traceId: { S: claim.traceId },
   step: { N: String(claim.step) }
 })
@@ -72,10 +94,13 @@ export const make = (tableName: string) => Effect.gen(function*() {
             ...key(claim),
             messageId: { S: claim.messageId },
             claimedAt: { N: String(now) },
-            expiresAt: { N: String(Math.floor((now + Duration.toMillis(CLAIM_TTL)) / 1000)) }
+            expiresAt: { N: String(Math.floor((now + Duration.toMillis(CLAIM_TTL)) / 1000)) },
+            ...(claim.mutation === undefined ? {} : { mutation: { S: claim.mutation } }),
+            ...(claim.recordId === undefined || claim.recordId === "" ? {} : { recordId: { S: claim.recordId } })
           },
-          ConditionExpression: "attribute_not_exists(traceId) OR messageId = :m OR expiresAt < :now",
-          ExpressionAttributeValues: { ":m": { S: claim.messageId }, ":now": { N: String(nowSeconds) } },
+          // free, ours, expired, or given back by a dead letter
+          ConditionExpression: "attribute_not_exists(traceId) OR messageId = :m OR expiresAt < :now OR ending = :dead",
+          ExpressionAttributeValues: { ":m": { S: claim.messageId }, ":now": { N: String(nowSeconds) }, ":dead": { S: "DeadLettered" } },
           ReturnValues: "ALL_OLD"
         }),
         { abortSignal }
@@ -84,7 +109,7 @@ export const make = (tableName: string) => Effect.gen(function*() {
           if (output === false) return "Duplicate"
           const old = output.Attributes
           // an expired claim taken over counts as won, whoever held it (as in layerMemory)
-          const live = old !== undefined && Number(old["expiresAt"]?.N) >= nowSeconds
+          const live = old !== undefined && Number(old["expiresAt"]?.N) >= nowSeconds && old["ending"]?.S !== "DeadLettered"
           return live && old["messageId"]?.S === claim.messageId ? "Redelivery" : "Won"
         })
       )
@@ -98,24 +123,126 @@ export const make = (tableName: string) => Effect.gen(function*() {
     return yield* Effect.forEach(claims, (one) => claimOne(one, now), { concurrency: CLAIM_CONCURRENCY })
   })
 
-  const release = Effect.fn("DynamoLedger.release")(function*(claims: ReadonlyArray<Claim>) {
-    yield* Effect.forEach(
-      claims,
-      (one) =>
-        // a failed condition: the place is not this message's any more, nothing to give back
-        call("DeleteItem", (abortSignal) =>
-          client.send(
-            new DeleteItemCommand({
-              TableName: tableName,
-              Key: key(one),
-              ConditionExpression: "messageId = :m",
-              ExpressionAttributeValues: { ":m": { S: one.messageId } }
-            }),
-            { abortSignal }
-          )),
-      { concurrency: CLAIM_CONCURRENCY, discard: true }
-    )
+  const finishOne = (finish: Finish, now: number) => {
+    const { ending } = finish
+    if (ending._tag === "DuplicateSkipped") {
+      return call("UpdateItem", (abortSignal) =>
+        client.send(
+          new UpdateItemCommand({
+            TableName: tableName,
+            Key: key(finish),
+            UpdateExpression: "ADD duplicatesSkipped :one",
+            ConditionExpression: "attribute_exists(traceId)",
+            ExpressionAttributeValues: { ":one": { N: "1" } }
+          }),
+          { abortSignal }
+        ))
+    }
+    const reason: Record<string, AttributeValue> = ending._tag === "DeadLettered"
+      ? { ":r": { S: ending.reason }, ":rm": { S: ending.message.slice(0, MAX_TEXT) || "(empty)" }, ":s": { S: ending.stage } }
+      : {}
+    // a failed condition: the place is not this message's any more, nothing to record
+    return call("UpdateItem", (abortSignal) =>
+      client.send(
+        new UpdateItemCommand({
+          TableName: tableName,
+          Key: key(finish),
+          UpdateExpression: "SET ending = :e, endedAt = :now" +
+            (ending._tag === "DeadLettered" ? ", reason = :r, reasonMessage = :rm, stage = :s" : ""),
+          ConditionExpression: "messageId = :m",
+          ExpressionAttributeValues: { ":e": { S: ending._tag }, ":now": { N: String(now) }, ":m": { S: finish.messageId }, ...reason }
+        }),
+        { abortSignal }
+      ))
+  }
+
+  const finish = Effect.fn("DynamoLedger.finish")(function*(finishes: ReadonlyArray<Finish>) {
+    const now = yield* Clock.currentTimeMillis
+    yield* Effect.forEach(finishes, (one) => finishOne(one, now), { concurrency: CLAIM_CONCURRENCY, discard: true })
   })
 
-  return TransitionLedger.of({ enabled: true, claim, release })
+  /** Every page of a query or scan. */
+  const pages = (
+    operation: string,
+    page: (start: Record<string, AttributeValue> | undefined, abortSignal: AbortSignal) => Promise<{
+      Items?: Array<Record<string, AttributeValue>> | undefined
+      LastEvaluatedKey?: Record<string, AttributeValue> | undefined
+    }>
+  ) =>
+    Effect.gen(function*() {
+      const items: Array<Record<string, AttributeValue>> = []
+      let start: Record<string, AttributeValue> | undefined
+      do {
+        const output = yield* call(operation, (abortSignal) => page(start, abortSignal))
+        if (output === false) break
+        items.push(...(output.Items ?? []))
+        start = output.LastEvaluatedKey
+      } while (start !== undefined)
+      return items
+    })
+
+  const ofTrace = (traceId: string) =>
+    pages("Query", (start, abortSignal) =>
+      client.send(
+        new QueryCommand({
+          TableName: tableName,
+          KeyConditionExpression: "traceId = :t",
+          ExpressionAttributeValues: { ":t": { S: traceId } },
+          ExclusiveStartKey: start,
+          ConsistentRead: true
+        }),
+        { abortSignal }
+      ))
+
+  const history = Effect.fn("DynamoLedger.history")(function*(id: string) {
+    const own = yield* ofTrace(id)
+    if (own.length > 0) return sortEntries(own.map(entryOf))
+    const keys = yield* pages("Query", (start, abortSignal) =>
+      client.send(
+        new QueryCommand({
+          TableName: tableName,
+          IndexName: RECORD_ID_INDEX,
+          KeyConditionExpression: "recordId = :r",
+          ExpressionAttributeValues: { ":r": { S: id } },
+          ExclusiveStartKey: start
+        }),
+        { abortSignal }
+      ))
+    const traces = [...new Set(keys.flatMap((item) => item["traceId"]?.S ?? []))]
+    const chains = yield* Effect.forEach(traces, ofTrace, { concurrency: CLAIM_CONCURRENCY })
+    return sortEntries(chains.flat().map(entryOf))
+  })
+
+  const entries = Effect.fn("DynamoLedger.entries")(function*(since: number) {
+    const items = yield* pages("Scan", (start, abortSignal) =>
+      client.send(
+        new ScanCommand({
+          TableName: tableName,
+          FilterExpression: "claimedAt >= :since",
+          ExpressionAttributeValues: { ":since": { N: String(since) } },
+          ExclusiveStartKey: start
+        }),
+        { abortSignal }
+      ))
+    return items.map(entryOf)
+  })
+
+  return TransitionLedger.of({ enabled: true, claim, finish, history, entries })
 })
+
+const entryOf = (item: Record<string, AttributeValue>): Entry => {
+  const text = (name: string) => item[name]?.S
+  const ending = text("ending")
+  return {
+    traceId: text("traceId") ?? "",
+    step: Number(item["step"]?.N),
+    messageId: text("messageId") ?? "",
+    recordId: text("recordId"),
+    mutation: text("mutation"),
+    claimedAt: Number(item["claimedAt"]?.N),
+    ending: ending === "Done" || ending === "DeadLettered"
+      ? { tag: ending, at: Number(item["endedAt"]?.N), reason: text("reason"), message: text("reasonMessage"), stage: text("stage") }
+      : undefined,
+    duplicatesSkipped: Number(item["duplicatesSkipped"]?.N ?? 0)
+  }
+}
