@@ -2,7 +2,9 @@
  * The AWS Lambda entry point (`dist/lambda/handler.handler`). It decodes the event, runs the
  * engine on the services its layer provides, and encodes the answer. Two event shapes:
  * - an SQS event from an event source mapping (`{ Records: [...] }`): answers with
- *   `batchItemFailures` for ReportBatchItemFailures and never deletes (Lambda does);
+ *   `batchItemFailures` for ReportBatchItemFailures and never deletes (Lambda does); next to it,
+ *   `outcomes` counts how the messages ended (the event source mapping ignores it, the agent's
+ *   `--lambda` runner reads it);
  * - the original design's single raw SQS message (`{ MessageId, ReceiptHandle, Body, ... }`):
  *   deletes the message itself once its successor is sent.
  *
@@ -12,12 +14,17 @@ import { Effect, Layer, Logger, ManagedRuntime, Schema } from "effect"
 import { type BatchResponse, batchResponse, HandlerEvent, messagesOf } from "../domain/sqsEvent.ts"
 import { builtinPipelines, defaultPipelineName } from "../pipelines/index.ts"
 import { acknowledge, failedMessageIds, type Outcome, processBatch } from "../programs/engine.ts"
+import { countOutcomes } from "../programs/inProcessRunner.ts"
 import type { RuntimeServices } from "../domain/Pipeline.ts"
+import type { OutcomeCounts } from "../services/BatchRunner.ts"
 import { CurrentPipeline } from "../services/CurrentPipeline.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
 import { TransitionLedger } from "../services/TransitionLedger.ts"
+
+/** The handler's answer: the batch response, and how the messages ended. */
+export type HandlerResponse = BatchResponse & { readonly outcomes: OutcomeCounts }
 
 /** The services a handler runs on. */
 export type HandlerServices = CurrentPipeline | MessageQueue | EngineSettings | RuntimeServices
@@ -37,7 +44,7 @@ export const handleEvent = Effect.fn("handleEvent")(function*(event: unknown) {
     MessageQueue | EngineSettings
   >)
   if (!("Records" in decoded)) yield* acknowledge((yield* EngineSettings).queueUrl, outcomes)
-  return batchResponse(failedMessageIds(outcomes))
+  return { ...batchResponse(failedMessageIds(outcomes)), outcomes: countOutcomes(outcomes) } satisfies HandlerResponse
 })
 
 /**
@@ -49,7 +56,7 @@ export const makeHandler = <R, E1, E2>(
   backends: Layer.Layer<R | Exclude<HandlerServices, CurrentPipeline>, E2>
 ) => {
   const runtime = ManagedRuntime.make(Layer.provideMerge(pipeline, backends))
-  return Object.assign((event: unknown): Promise<BatchResponse> => runtime.runPromise(handleEvent(event)), { runtime })
+  return Object.assign((event: unknown): Promise<HandlerResponse> => runtime.runPromise(handleEvent(event)), { runtime })
 }
 
 /** Production: SQS and S3 from the environment; JSON log lines, which CloudWatch Logs can query. */

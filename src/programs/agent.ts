@@ -32,8 +32,15 @@ export interface AgentOptions {
 
 export interface AgentStats {
   readonly received: number
+  /** Messages handled (deleted): advanced, done, dead-lettered or skipped as duplicates. */
   readonly succeeded: number
+  /** Messages handed back for a retry (left to redelivery), a batch that failed as a whole included. */
   readonly failed: number
+  /** Of the handled messages: records moved one step (transitions), records done, dead-lettered, duplicates skipped. */
+  readonly advanced: number
+  readonly done: number
+  readonly deadLettered: number
+  readonly duplicates: number
   readonly inFlight: number
   /** Received after the stop and handed back at once. */
   readonly released: number
@@ -63,7 +70,18 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const queue = yield* MessageQueue
   const runner = yield* BatchRunner
   const startedAt = yield* Clock.currentTimeMillis
-  const totals = { received: 0, succeeded: 0, failed: 0, inFlight: 0, released: 0, receiveErrors: 0 }
+  const totals = {
+    received: 0,
+    succeeded: 0,
+    failed: 0,
+    advanced: 0,
+    done: 0,
+    deadLettered: 0,
+    duplicates: 0,
+    inFlight: 0,
+    released: 0,
+    receiveErrors: 0
+  }
   const stats = Effect.map(Clock.currentTimeMillis, (now): AgentStats => ({ ...totals, elapsedMillis: now - startedAt }))
   // read synchronously, so a stop that lands as a receive answers is seen before its messages start
   const stopping = () => Deferred.isDoneUnsafe(options.stop)
@@ -100,15 +118,15 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const work = (messages: ReadonlyArray<QueueMessage>) =>
     Effect.gen(function*() {
       const beating = yield* Effect.forkChild(heartbeat(messages))
-      const failedIds = yield* runner.run(messages).pipe(
+      const result = yield* runner.run(messages).pipe(
         Effect.catch((error) =>
           Effect.logError(`batch of ${messages.length} failed as a whole: ${error.message}`).pipe(
-            Effect.as(new Set(messages.map((message) => message.messageId)))
+            Effect.as({ failed: new Set(messages.map((message) => message.messageId)), outcomes: Option.none() })
           )
         )
       )
       yield* Fiber.interrupt(beating)
-      const succeeded = messages.filter((message) => !failedIds.has(message.messageId))
+      const succeeded = messages.filter((message) => !result.failed.has(message.messageId))
       const failures = yield* deleteAll(options.queueUrl, entries(succeeded), briefRetry)
       if (failures.size > 0) {
         const reason = [...failures.values()][0]!.message
@@ -116,6 +134,12 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       }
       totals.succeeded += succeeded.length
       totals.failed += messages.length - succeeded.length
+      // a runner that cannot tell how they ended (a function that does not say): each handled message counts as a step
+      const outcomes = Option.getOrElse(result.outcomes, () => ({ advanced: succeeded.length, done: 0, deadLettered: 0, duplicates: 0 }))
+      totals.advanced += outcomes.advanced
+      totals.done += outcomes.done
+      totals.deadLettered += outcomes.deadLettered
+      totals.duplicates += outcomes.duplicates
     }).pipe(
       Effect.ensuring(Effect.sync(() => (totals.inFlight -= messages.length))),
       Effect.ensuring(Semaphore.release(slots, messages.length))

@@ -2,12 +2,25 @@
  * The `BatchRunner` that runs each batch through the engine in this process, on this process's
  * services: what Lambda would do with the batch, without the event round trip.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
-import { BatchRunner, BatchRunnerError } from "../services/BatchRunner.ts"
+import { BatchRunner, BatchRunnerError, type OutcomeCounts } from "../services/BatchRunner.ts"
 import type { EngineSettings } from "../services/EngineSettings.ts"
 import type { MessageQueue, QueueError } from "../services/MessageQueue.ts"
 import { failedMessageIds, type Outcome, processBatch } from "./engine.ts"
+
+/** How many messages of a batch ended each way (`Failed` ones are handed back for a retry). */
+export const countOutcomes = (outcomes: ReadonlyArray<Outcome>): OutcomeCounts => {
+  const counts = { advanced: 0, done: 0, deadLettered: 0, retried: 0, duplicates: 0 }
+  for (const outcome of outcomes) {
+    if (outcome._tag === "Advanced") counts.advanced++
+    else if (outcome._tag === "Done") counts.done++
+    else if (outcome._tag === "DeadLettered") counts.deadLettered++
+    else if (outcome._tag === "Failed") counts.retried++
+    else counts.duplicates++
+  }
+  return counts
+}
 
 export const inProcessRunner = (pipeline: AnyPipeline): Layer.Layer<BatchRunner, never, MessageQueue | EngineSettings> =>
   Layer.effect(
@@ -21,7 +34,7 @@ export const inProcessRunner = (pipeline: AnyPipeline): Layer.Layer<BatchRunner,
       return BatchRunner.of({
         run: (messages) =>
           process(messages).pipe(
-            Effect.map((outcomes): ReadonlySet<string> => new Set(failedMessageIds(outcomes))),
+            Effect.map((outcomes) => ({ failed: new Set(failedMessageIds(outcomes)), outcomes: Option.some(countOutcomes(outcomes)) })),
             Effect.mapError((error) => new BatchRunnerError({ message: error.message, cause: error })),
             Effect.catchDefect((cause) => Effect.fail(new BatchRunnerError({ message: `the handler died: ${String(cause)}`, cause }))),
             Effect.provideContext(context)

@@ -1,8 +1,9 @@
 /**
  * How the agent runs a batch: in this process (`programs/inProcessRunner.ts`), or by invoking the
- * deployed Lambda function (`layerLambda`). Either way it answers with the messages that failed.
+ * deployed Lambda function (`layerLambda`). Either way it answers with the messages that failed,
+ * and how the batch's messages ended when it can tell.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Context, Effect, Layer, type Option, Schema } from "effect"
 import type { QueueMessage } from "../domain/messages.ts"
 import type { LambdaRunnerOptions } from "./batchRunner/lambda.ts"
 
@@ -11,9 +12,32 @@ export class BatchRunnerError extends Schema.TaggedError<BatchRunnerError>()("Ba
   cause: Schema.Defect()
 }) {}
 
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * How the messages of a batch ended: advanced one step, done, dead-lettered, handed back for a
+ * retry (redelivery), or skipped as duplicates. The Lambda handler returns it next to
+ * `batchItemFailures` (an event source mapping ignores the extra field).
+ */
+export const OutcomeCounts = Schema.Struct({
+  advanced: Count,
+  done: Count,
+  deadLettered: Count,
+  retried: Count,
+  duplicates: Count
+})
+export type OutcomeCounts = typeof OutcomeCounts.Type
+
+export interface BatchResult {
+  /** The ids of the messages that failed (left for redelivery). */
+  readonly failed: ReadonlySet<string>
+  /** How the messages ended; none when the runner cannot tell (a deployed function that does not report it). */
+  readonly outcomes: Option.Option<OutcomeCounts>
+}
+
 export class BatchRunner extends Context.Service<BatchRunner, {
-  /** Runs one batch; succeeds with the ids of the messages that failed. A failure fails the whole batch. */
-  run(messages: ReadonlyArray<QueueMessage>): Effect.Effect<ReadonlySet<string>, BatchRunnerError>
+  /** Runs one batch; succeeds with the messages that failed and how the others ended. A failure fails the whole batch. */
+  run(messages: ReadonlyArray<QueueMessage>): Effect.Effect<BatchResult, BatchRunnerError>
 }>()("pipeline/services/BatchRunner") {
   /**
    * A synchronous `Invoke` of the deployed function per batch, with the SQS event an event source

@@ -40,10 +40,15 @@ describe("the agent at a terminal", { timeout: 60_000 }, () => {
     const redraws = screen.split("\r\x1b[K").slice(1)
     const progress = redraws.filter((part) => part.startsWith("done "))
     assert.isAtLeast(progress.length, 2, `a progress line redrawn in place:\n${JSON.stringify(screen)}`)
-    for (const line of progress) assert.match(line, /^done \d+ · in flight \d+ · failed 0 · [\d.]+\/s$/)
-    assert.isTrue(progress.some((line) => line.startsWith("done 40 · in flight 0 · failed 0 ·")), "it counts every transition")
+    for (const line of progress) {
+      assert.match(line, /^done \d+ · dead-lettered 0 · retried 0 · transitions \d+ · in flight \d+ · [\d.]+\/s$/)
+    }
+    assert.isTrue(
+      progress.some((line) => line.startsWith("done 10 · dead-lettered 0 · retried 0 · transitions 30 · in flight 0 ·")),
+      "it counts every record and every transition"
+    )
     // the line is cleared, then the summary (stdout) follows on the same terminal
-    assert.match(redraws.at(-1)!, /^agent: 40 transitions in [\d.]+ s \([\d.]+\/s\), 0 failed\r?\n/)
+    assert.match(redraws.at(-1)!, /^agent: 10 records done, 0 dead-lettered, 0 retried; 30 transitions in [\d.]+ s \([\d.]+\/s\)\r?\n/)
     assert.notMatch(screen, /^\{"/m, "pretty logs, not JSON lines, on a terminal")
     assert.include(screen, "agent: tracked on pipeline")
     assert.strictEqual((await backend.keys("finished/")).length, 10)

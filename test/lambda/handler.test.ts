@@ -36,12 +36,15 @@ const eventRecord = (messageId: string, body: string, step = "0") => ({
 })
 
 describe("lambda handler", () => {
-  it("answers an SQS event with the failed items only, sends successors, deletes nothing", async () => {
+  it("answers an SQS event with the failed items only and how each message ended, sends successors, deletes nothing", async () => {
     const handler = testHandler()
     const response = await handler({
       Records: [eventRecord("a", `{"id":"a"}`), eventRecord("b", "not json"), eventRecord("c", `{"id":"c","greeting":"hi","name":"x"}`)]
     })
-    assert.deepStrictEqual(response, { batchItemFailures: [] })
+    assert.deepStrictEqual(response, {
+      batchItemFailures: [],
+      outcomes: { advanced: 1, done: 1, deadLettered: 1, retried: 0, duplicates: 0 }
+    })
     const [queued, dead, requests] = await handler.runtime.runPromise(
       MemoryQueueControl.useSync((control) => [control.messages(QUEUE), control.messages(DLQ), control.requests] as const)
     )
@@ -62,7 +65,10 @@ describe("lambda handler", () => {
       })
     )
     const response = await handler({ Records: [eventRecord("a", `{"id":"a"}`), eventRecord("b", `{"id":"b"}`)] })
-    assert.deepStrictEqual(response, { batchItemFailures: [{ itemIdentifier: "b" }] })
+    assert.deepStrictEqual(response, {
+      batchItemFailures: [{ itemIdentifier: "b" }],
+      outcomes: { advanced: 1, done: 0, deadLettered: 0, retried: 1, duplicates: 0 }
+    })
   })
 
   it("takes the original design's raw message and deletes it once the successor is sent", async () => {
@@ -78,7 +84,7 @@ describe("lambda handler", () => {
       MD5OfBody: "1d66c20ecd0979525d5ea75f9448dbe1",
       Body: received.body
     })
-    assert.deepStrictEqual(response, { batchItemFailures: [] })
+    assert.deepStrictEqual(response, { batchItemFailures: [], outcomes: { advanced: 1, done: 0, deadLettered: 0, retried: 0, duplicates: 0 } })
     const queued = await handler.runtime.runPromise(MemoryQueueControl.useSync((control) => control.messages(QUEUE)))
     assert.deepStrictEqual(queued.map((m) => m.body), [`{"id":"raw","greeting":"hello"}`], "original deleted, successor queued")
   })

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Fiber, Layer, Logger, Schedule } from "effect"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
+import { PermanentError, RetryableError } from "../../src/domain/errors.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { runAgent, unreachableBackoff } from "../../src/programs/agent.ts"
@@ -62,6 +63,37 @@ describe("agent (memory queue)", () => {
       const requests = control.requests.send + control.requests.receive + control.requests.delete - 5 // the seed's sends
       assert.isAtMost(requests / transitions, 0.3, `requests per transition: ${requests / transitions} ${JSON.stringify(control.requests)}`)
     }).pipe(Effect.provide(withRunner())))
+
+  it.live("counts records done, dead-lettered and handed back for a retry, as well as transitions", () =>
+    Effect.gen(function*() {
+      let busy = 0
+      // "bad" fails for good; "flaky" is busy on its first run (no retry in process), then greets
+      const picky = definePipeline({
+        ...greetingPipeline,
+        router: (record) =>
+          record.greeting !== undefined
+            ? done
+            : mutation<typeof record, PermanentError | RetryableError>("greet", (r) =>
+              r.id === "bad"
+                ? Effect.fail(new PermanentError({ message: "no greeting for bad" }))
+                : r.id === "flaky" && busy++ === 0
+                ? Effect.fail(new RetryableError({ message: "busy" }))
+                : Effect.succeed({ ...r, greeting: "hello" }))
+      })
+      const queue = yield* MessageQueue
+      yield* queue.send(QUEUE, ["good", "bad", "flaky"].map((id) => ({ id, body: JSON.stringify({ id }), attributes: toAttributes(initialTransition(id, { id })) })))
+      const stats = yield* runAgent(options).pipe(Effect.provide(inProcessRunner(picky)))
+      assert.deepStrictEqual(
+        { done: stats.done, deadLettered: stats.deadLettered, retried: stats.failed, advanced: stats.advanced, duplicates: stats.duplicates },
+        { done: 2, deadLettered: 1, retried: 1, advanced: 2, duplicates: 0 }
+      )
+      assert.strictEqual(stats.succeeded, 5, "2 steps, 2 done passes and a dead letter were handled")
+    }).pipe(Effect.provide(Layer.mergeAll(
+      // the busy message comes back after a second
+      MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 3, visibilityTimeout: 1 } }),
+      ObjectStore.layerMemory,
+      EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.zero })
+    ))))
 
   it.live("a batch whose runner fails as a whole is left for redelivery, and the agent keeps going to done", () =>
     Effect.gen(function*() {

@@ -3,7 +3,7 @@
  * event source mapping would send, and come back as the ids that failed.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { Attribute } from "../../src/domain/transition.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
 import { toSqsEvent } from "../../src/domain/sqsEvent.ts"
@@ -52,8 +52,9 @@ describe("BatchRunner", () => {
   it.effect("runs a batch through the handler: successors sent, the ids that failed returned", () =>
     Effect.gen(function*() {
       const batch = yield* BatchRunner
-      const failed = yield* batch.run([message("m1", `{"id":"a"}`), message("m2", "not json")])
-      assert.deepStrictEqual([...failed], ["m2"], "no dead-letter queue here: the bad body is left to redelivery")
+      const result = yield* batch.run([message("m1", `{"id":"a"}`), message("m2", "not json")])
+      assert.deepStrictEqual([...result.failed], ["m2"], "no dead-letter queue here: the bad body is left to redelivery")
+      assert.deepStrictEqual(result.outcomes, Option.some({ advanced: 1, done: 0, deadLettered: 0, retried: 1, duplicates: 0 }))
       const sent = (yield* MemoryQueueControl).messages(QUEUE).map((m) => JSON.parse(m.body))
       assert.deepStrictEqual(sent, [{ id: "a", greeting: "hello" }])
     }).pipe(Effect.provide(runner)))

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import { Effect, Layer, type Scope, Deferred } from "effect"
+import { Deferred, Effect, Layer, Option, type Scope } from "effect"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { handleEvent, type HandlerServices } from "../../src/lambda/handler.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
@@ -132,8 +132,9 @@ describe("BatchRunner.layerLambda", () => {
   it.live("sends the batch as an SQS event and answers with the reported failures", () =>
     Effect.gen(function*() {
       const lambda = yield* fakeLambda(() => json({ batchItemFailures: [{ itemIdentifier: "m2" }] }))
-      const failed = yield* runOn(batch)
-      assert.deepStrictEqual([...failed], ["m2"])
+      const result = yield* runOn(batch)
+      assert.deepStrictEqual([...result.failed], ["m2"])
+      assert.isTrue(Option.isNone(result.outcomes), "a function that does not count its outcomes leaves them unknown")
       assert.strictEqual(lambda.invocations.length, 1)
       const [invocation] = lambda.invocations
       assert.strictEqual(invocation!.functionName, FUNCTION)
@@ -155,7 +156,24 @@ describe("BatchRunner.layerLambda", () => {
       const answers = [{ batchItemFailures: [] }, {}, null, { batchItemFailures: null }]
       let next = 0
       yield* fakeLambda(() => json(answers[next++]))
-      for (const _ of answers) assert.strictEqual((yield* runOn(batch)).size, 0)
+      for (const _ of answers) assert.strictEqual((yield* runOn(batch)).failed.size, 0)
+    }))
+
+  it.live("outcomes next to the failures are read when they add up to the batch, and ignored otherwise", () =>
+    Effect.gen(function*() {
+      const outcomes = { advanced: 1, done: 1, deadLettered: 0, retried: 1, duplicates: 0 }
+      const answers = [
+        { batchItemFailures: [{ itemIdentifier: "m3" }], outcomes },
+        { batchItemFailures: [], outcomes: { ...outcomes, done: 5 } },
+        { batchItemFailures: [], outcomes: { advanced: "3" } }
+      ]
+      let next = 0
+      yield* fakeLambda(() => json(answers[next++]))
+      const counted = yield* runOn(batch)
+      assert.deepStrictEqual([...counted.failed], ["m3"])
+      assert.deepStrictEqual(counted.outcomes, Option.some(outcomes))
+      assert.isTrue(Option.isNone((yield* runOn(batch)).outcomes), "5 done in a batch of 3")
+      assert.isTrue(Option.isNone((yield* runOn(batch)).outcomes), "not counts")
     }))
 
   it.live("a function error fails the whole batch with the error's message", () =>
@@ -265,6 +283,8 @@ describe("agent with the lambda runner", () => {
       )
       assert.strictEqual(stats.succeeded, count * 3, "two steps and the done pass per record")
       assert.strictEqual(stats.failed, 0)
+      assert.strictEqual(stats.advanced, count * 2, "the function's own count of transitions")
+      assert.strictEqual(stats.done, count)
       assert.strictEqual(reachedDone.size, count)
       assert.isAbove(lambda.invocations.length, 0)
       assert.isTrue(lambda.invocations.every((invocation) => invocation.event.Records.length <= 10))

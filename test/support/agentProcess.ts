@@ -51,7 +51,7 @@ export const describeAgentProcess = (name: BackendName) => {
       assert.strictEqual((await backend.keys("finished/")).length, 50)
       assert.strictEqual((await backend.keys("runs/greet/")).length, 50, "each step ran once per record")
       assert.deepStrictEqual(await backend.counts(), { visible: 0, inFlight: 0, dead: 0 })
-      assert.include(agent.stderr, `"transitions":200`)
+      assert.include(agent.stderr, `"done":50,"deadLettered":0,"retried":0,"duplicates":0,"transitions":150`)
       assertJsonLogLines(agent.stderr)
     })
 

@@ -8,15 +8,17 @@
  * - Otherwise the failed messages are the `batchItemFailures[].itemIdentifier`s. As for the event
  *   source mapping, `null`, `{}` and an empty or null `batchItemFailures` mean that all succeeded,
  *   and an identifier that is empty or names no message of the batch fails the whole batch.
+ * - `outcomes` next to them (what this project's handler returns) says how the messages ended;
+ *   a function that does not return it, or counts that do not add up to the batch, leave them unknown.
  *
  * Region, endpoint and credentials come from the SDK's own conventions (AWS_REGION,
  * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_LAMBDA, the default credential chain).
  */
 import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda"
-import { Duration, Effect, Option, Schema } from "effect"
+import { Duration, Effect, Option, Result, Schema } from "effect"
 import { BatchResponse, toSqsEvent } from "../../domain/sqsEvent.ts"
 import { awsErrorMessage } from "../awsSdk.ts"
-import { BatchRunner, BatchRunnerError } from "../BatchRunner.ts"
+import { BatchRunner, BatchRunnerError, OutcomeCounts } from "../BatchRunner.ts"
 
 export interface LambdaRunnerOptions {
   /** How long to wait for one invocation's answer; default 15 min 30 s (Lambda's maximum run time and a margin). */
@@ -38,6 +40,7 @@ const FunctionErrorPayload = Schema.Struct({
 const parseJson = Schema.decodeUnknownOption(Schema.fromJsonString(Schema.Unknown))
 const decodeFunctionError = Schema.decodeUnknownOption(Schema.fromJsonString(FunctionErrorPayload))
 const decodeBatchResponse = Schema.decodeUnknownOption(BatchResponse)
+const decodeOutcomes = Schema.decodeUnknownOption(Schema.Struct({ outcomes: OutcomeCounts }))
 
 const excerpt = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}…` : text)
 
@@ -102,7 +105,11 @@ export const make = (functionName: string, options: LambdaRunnerOptions = {}) =>
         }
         failed.add(item.itemIdentifier)
       }
-      return failed as ReadonlySet<string>
+      const outcomes = Option.filterMap(decodeOutcomes(json.value), ({ outcomes }) =>
+        outcomes.advanced + outcomes.done + outcomes.deadLettered + outcomes.retried + outcomes.duplicates === messages.length
+          ? Result.succeed(outcomes)
+          : Result.failVoid)
+      return { failed: failed as ReadonlySet<string>, outcomes }
     })
   })
 })
