@@ -7,7 +7,7 @@
  * with their reason; retryable ones are retried in process, then left to SQS redelivery.
  * Acknowledging (deleting) is the caller's job: Lambda deletes what the handler does not report.
  */
-import { Cause, Data, Effect, Exit, Metric, Option, Result, Schema } from "effect"
+import { Cause, Data, Duration, Effect, Exit, LogLevel, Metric, Option, Result, Schedule, Schema } from "effect"
 import {
   Defect,
   isRetryable,
@@ -135,6 +135,22 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     redrivePoliciesOf.set(queue, redrivePolicies)
     const retry = retryPolicy(settings.retryFor)
     const fifo = isFifo(settings.queueUrl)
+    // a debug line per step, retry and done; asked once a batch, so that below Debug they cost nothing a message
+    const debug = yield* LogLevel.isEnabled("Debug")
+    const idOf = (record: Rec) => {
+      try {
+        return pipeline.recordId(record)
+      } catch {
+        return "(no id)"
+      }
+    }
+    const retryLogged = (recordId: string, mutation: string) =>
+      retry.pipe(Schedule.modifyDelay(({ attempt, duration, input }) =>
+        Effect.logDebug(`record ${recordId}: ${mutation} failed with ${input._tag}, retry ${attempt} in ${Duration.format(duration)}`).pipe(
+          Effect.annotateLogs({ recordId, mutation, error: input._tag, attempt }),
+          Effect.as(duration)
+        )
+      ))
 
     // untraced: a span per message costs more than the step of a quick mutation
     const decide = Effect.fnUntraced(function*(message: QueueMessage, index: number) {
@@ -154,9 +170,17 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         try: () => pipeline.router(record),
         catch: (cause) => new StageFailure({ stage: "route", error: Defect.fromCause(Cause.die(cause)) })
       })
-      if (route._tag === "Done") return Decision.Done({ message })
+      if (route._tag === "Done") {
+        if (debug) {
+          const recordId = idOf(record)
+          yield* Effect.logDebug(`record ${recordId}: done after ${current.step} steps`).pipe(
+            Effect.annotateLogs({ recordId, steps: current.step, messageId: message.messageId })
+          )
+        }
+        return Decision.Done({ message })
+      }
       if (route._tag === "UnknownState") return yield* new StageFailure({ stage: "route", error: route })
-      const next = yield* route.run(record).pipe(Effect.retry(retry), atStage(route.name))
+      const next = yield* route.run(record).pipe(Effect.retry(debug ? retryLogged(idOf(record), route.name) : retry), atStage(route.name))
       const encoded = yield* encode(next).pipe(
         Effect.mapError((error) =>
           new StageFailure({
@@ -167,6 +191,11 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       )
       const recordId = pipeline.recordId(next)
       const transition = nextTransition(current, recordId, encoded)
+      if (debug) {
+        yield* Effect.logDebug(`record ${recordId}: step ${transition.step} ${route.name}`).pipe(
+          Effect.annotateLogs({ recordId, step: transition.step, mutation: route.name, messageId: message.messageId })
+        )
+      }
       const entry: OutgoingMessage = {
         id: `m${index}`,
         body: JSON.stringify(encoded),
