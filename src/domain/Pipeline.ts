@@ -14,9 +14,13 @@ export interface Mutation<Rec, E extends StepFailure = never, R = never> {
   readonly run: (record: Rec) => Effect.Effect<Rec, E, R>
 }
 
+/**
+ * A named step. The record type comes from the parameter (annotate it: `(order: Order) => ...`),
+ * the errors and services from what the function returns, so none need writing out.
+ */
 export const mutation = <Rec, E extends StepFailure = never, R = never>(
   name: string,
-  run: (record: Rec) => Effect.Effect<Rec, E, R>
+  run: (record: Rec) => Effect.Effect<NoInfer<Rec>, E, R>
 ): Mutation<Rec, E, R> => ({ _tag: "Mutation", name, run })
 
 export interface Done {
@@ -56,10 +60,33 @@ export interface Pipeline<Rec, E extends StepFailure = never, R = never> {
   readonly layer: Layer.Layer<Exclude<R, RuntimeServices>, Config.ConfigError, RuntimeServices>
 }
 
-/** Identity, for inference: `export default definePipeline({ ... })`. */
-export const definePipeline = <Rec, E extends StepFailure = never, R = never>(
-  pipeline: Pipeline<Rec, E, R>
-): Pipeline<Rec, E, R> => pipeline
+/** The errors of every mutation a router can answer with. */
+export type ErrorsOf<Answer> = Answer extends Mutation<infer _Rec, infer E, infer _R> ? E : never
+
+/** The services of every mutation a router can answer with. */
+export type ServicesOf<Answer> = Answer extends Mutation<infer _Rec, infer _E, infer R> ? R : never
+
+/** What `definePipeline` takes: the router and the layer have their own types, inferred as written. */
+export interface PipelineDefinition<Rec, Router, Provided> extends Omit<Pipeline<Rec>, "router" | "layer"> {
+  readonly router: Router
+  readonly layer: Layer.Layer<Provided, Config.ConfigError, RuntimeServices>
+}
+
+/**
+ * `export default definePipeline({ ... })`: the record comes from the schema; the errors and
+ * services are the unions of those of every mutation the router can answer with (inferred from
+ * the router as a whole, so mutations failing differently combine with no explicit generics).
+ * A mutation using a service that neither a runtime nor the pipeline's layer provides is a type
+ * error at the router, naming the service.
+ */
+export const definePipeline = <
+  Rec,
+  Router extends (record: Rec) => Route<Rec, any, RuntimeServices | NoInfer<Provided>>,
+  Provided = never
+>(
+  pipeline: PipelineDefinition<Rec, Router, Provided>
+): Pipeline<Rec, ErrorsOf<ReturnType<Router>>, ServicesOf<ReturnType<Router>>> =>
+  pipeline as Pipeline<Rec, ErrorsOf<ReturnType<Router>>, ServicesOf<ReturnType<Router>>>
 
 /**
  * A pipeline whose record, errors and services are not known statically (a registry, a module

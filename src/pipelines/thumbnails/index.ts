@@ -25,17 +25,11 @@ export type ThumbnailPipeline = Pipeline<ThumbnailRecord, DownloadError | Thumbn
 /** The pipeline for explicit widths; its layer reads everything else from the environment. */
 export const makeThumbnailPipeline = (widths: ReadonlyArray<number>): ThumbnailPipeline => {
   const sizes = normalizeSizes(widths)
-  const download = mutation<ThumbnailRecord, DownloadError, ThumbnailSteps>(
-    "download",
-    (record) => ThumbnailSteps.use((steps) => steps.download(record))
-  )
+  const download = mutation("download", (record: ThumbnailRecord) => ThumbnailSteps.use((steps) => steps.download(record)))
   const thumbnails = sizes.map((size) =>
-    mutation<ThumbnailRecord, ThumbnailError, ThumbnailSteps>(
-      `thumbnail_${size}`,
-      (record) => ThumbnailSteps.use((steps) => steps.thumbnail(record, size, sizes))
-    )
+    mutation(`thumbnail_${size}`, (record: ThumbnailRecord) => ThumbnailSteps.use((steps) => steps.thumbnail(record, size, sizes)))
   )
-  return definePipeline<ThumbnailRecord, DownloadError | ThumbnailError, ThumbnailSteps>({
+  return definePipeline({
     name: "thumbnails",
     schema: ThumbnailRecord,
     recordId: (record) => record.stock_no,
