@@ -21,6 +21,7 @@ import { CurrentPipeline } from "../services/CurrentPipeline.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
+import { logLevelLayer } from "../services/settings.ts"
 import { TransitionLedger } from "../services/TransitionLedger.ts"
 
 /** The handler's answer: the batch response, and how the messages ended. */
@@ -59,13 +60,14 @@ export const makeHandler = <R, E1, E2>(
   return Object.assign((event: unknown): Promise<HandlerResponse> => runtime.runPromise(handleEvent(event)), { runtime })
 }
 
-/** Production: SQS and S3 from the environment; JSON log lines, which CloudWatch Logs can query. */
+/** Production: SQS and S3 from the environment; JSON log lines, which CloudWatch Logs can query, from PIPELINE_LOG_LEVEL up. */
 export const liveLayer = Layer.mergeAll(
   MessageQueue.layerSqs,
   ObjectStore.layerS3Config,
   EngineSettings.layerSqs,
   TransitionLedger.layerSqs,
-  Logger.layer([Logger.consoleJson])
+  Logger.layer([Logger.consoleJson]),
+  logLevelLayer
 )
 
 export const handler = makeHandler(CurrentPipeline.layerConfig(builtinPipelines, defaultPipelineName), liveLayer)

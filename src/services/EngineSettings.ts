@@ -2,8 +2,9 @@
  * How the engine runs: which queue, which dead-letter queue, and its limits. Every setting is
  * read here, once, with its default.
  */
-import { Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option } from "effect"
 import { QueueUrlConfig } from "./MessageQueue.ts"
+import { durationSetting, intSetting } from "./settings.ts"
 
 export interface Settings {
   /** The queue successors are sent to (an SQS URL, or a local queue's name). */
@@ -28,15 +29,13 @@ const defaults = {
   concurrency: 10
 }
 
-/** An integer of at least 1; anything else fails naming the variable (0 steps would dead-letter every record). */
-const PositiveInt = (name: string) => Config.schema(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)), name)
-
 /** Everything but the queue URL, from the environment. */
 const SettingsConfig = Config.all({
   deadLetterQueueUrl: Config.option(Config.NonEmptyString("PIPELINE_DLQ_URL")),
-  maxSteps: PositiveInt("PIPELINE_MAX_STEPS").pipe(Config.withDefault(defaults.maxSteps)),
-  retryFor: Config.Duration("PIPELINE_RETRY_FOR").pipe(Config.withDefault(defaults.retryFor)),
-  concurrency: PositiveInt("PIPELINE_CONCURRENCY").pipe(Config.withDefault(defaults.concurrency))
+  // at least 1: 0 steps would dead-letter every record, 0 at once would run nothing
+  maxSteps: intSetting("PIPELINE_MAX_STEPS", 1).pipe(Config.withDefault(defaults.maxSteps)),
+  retryFor: durationSetting("PIPELINE_RETRY_FOR").pipe(Config.withDefault(defaults.retryFor)),
+  concurrency: intSetting("PIPELINE_CONCURRENCY", 1).pipe(Config.withDefault(defaults.concurrency))
 })
 
 const settingsFor = (queueUrl: Config.Config<string>) =>

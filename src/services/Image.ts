@@ -23,6 +23,7 @@
  *   for memory would instead fail its whole batch, again and again, with no reason given.
  */
 import { Config, Context, Effect, Layer, Schema } from "effect"
+import { intSetting } from "./settings.ts"
 
 /** The header says more pixels than allowed: a decompression bomb, or simply too big. Permanent. */
 export class ImagePixelLimit extends Schema.TaggedError<ImagePixelLimit>()("ImagePixelLimit", {
@@ -63,8 +64,8 @@ export const JPEG_QUALITY = 80
 export const DEFAULT_IMAGE_LIMITS: ImageLimits = { maxPixels: 25_000_000, maxProgressivePixels: 6_000_000 }
 
 export const ImageLimitsConfig = Config.all({
-  maxPixels: Config.Int("THUMBNAIL_MAX_PIXELS").pipe(Config.withDefault(DEFAULT_IMAGE_LIMITS.maxPixels)),
-  maxProgressivePixels: Config.Int("THUMBNAIL_MAX_PROGRESSIVE_PIXELS").pipe(
+  maxPixels: intSetting("THUMBNAIL_MAX_PIXELS", 1).pipe(Config.withDefault(DEFAULT_IMAGE_LIMITS.maxPixels)),
+  maxProgressivePixels: intSetting("THUMBNAIL_MAX_PROGRESSIVE_PIXELS", 1).pipe(
     Config.withDefault(DEFAULT_IMAGE_LIMITS.maxProgressivePixels)
   )
 })

@@ -17,10 +17,11 @@
  */
 import { dirname, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
-import { ByteSize, Config, Context, Duration, Effect, Layer, Schema } from "effect"
+import { Config, Context, Duration, Effect, Layer, Schema } from "effect"
 import type { HttpClient } from "effect/http"
 import { type ImageType, SNIFF_BYTES, sniffImageType } from "../domain/ImageType.ts"
 import { STOCK_NO, STOCK_NO_RULE } from "../domain/stockNo.ts"
+import { byteSizeSetting, durationSetting, listSetting } from "./settings.ts"
 
 /** 404/410 over HTTP, or no such file. Permanent. */
 export class ImageNotFound extends Schema.TaggedError<ImageNotFound>()("ImageNotFound", {
@@ -121,17 +122,11 @@ const Template = Schema.String.check(Schema.makeFilter((template: string) => {
   return typeof parsed === "string" ? parsed : true
 }))
 
-const byteSizeOrBytes = (name: string) =>
-  Config.ByteSize(name).pipe(
-    Config.map((size) => Number(ByteSize.toBigInt(size))),
-    Config.orElse(() => Config.Int(name))
-  )
-
 export const ImageSourceConfig: Config.Config<ImageSourceSettings> = Config.all({
   template: Config.schema(Template, "IMAGE_SOURCE"),
-  timeout: Config.Duration("IMAGE_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
-  maxBytes: byteSizeOrBytes("IMAGE_MAX_BYTES").pipe(Config.withDefault(25_000_000)),
-  allowedHosts: Config.Array(Schema.NonEmptyString, "IMAGE_ALLOWED_HOSTS").pipe(Config.withDefault([])),
+  timeout: durationSetting("IMAGE_TIMEOUT", { positive: true }).pipe(Config.withDefault(Duration.seconds(30))),
+  maxBytes: byteSizeSetting("IMAGE_MAX_BYTES").pipe(Config.withDefault(25_000_000)),
+  allowedHosts: listSetting("IMAGE_ALLOWED_HOSTS", "images.example.com,cdn.example.com:8443").pipe(Config.withDefault([])),
   maxRedirects: Config.succeed(5)
 })
 

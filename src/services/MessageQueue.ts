@@ -16,6 +16,7 @@ import type {
   ReceiveOptions
 } from "../domain/messages.ts"
 import { DataDirConfig } from "./DataDir.ts"
+import { intSetting } from "./settings.ts"
 import type { LocalQueueOptions } from "./queue/local.ts"
 import type { MemoryQueueControl, MemoryQueueOptions } from "./queue/memory.ts"
 
@@ -30,12 +31,9 @@ export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
 /** `PIPELINE_QUEUE_URL`: the SQS queue; unset means the embedded queue. */
 export const QueueUrlConfig = Config.option(Config.NonEmptyString("PIPELINE_QUEUE_URL"))
 
-/** An integer in SQS's range; anything else fails naming the variable. Unset: the queue's own default. */
+/** An integer in SQS's range; anything else fails naming the variable and the range. Unset: the queue's own default. */
 const OptionalIntBetween = (name: string, minimum: number, maximum: number) =>
-  Config.schema(Schema.Int.check(Schema.isBetween({ minimum, maximum })), name).pipe(
-    Config.option,
-    Config.map(Option.getOrUndefined)
-  )
+  intSetting(name, minimum, maximum).pipe(Config.option, Config.map(Option.getOrUndefined))
 
 /** The embedded queue's settings; on SQS these are the queue's own attributes. */
 const LocalQueueConfig = Config.all({

@@ -22,6 +22,7 @@
 import { Clock, Config, Context, Duration, Effect, Layer, Option, Schema } from "effect"
 import { DataDirConfig } from "./DataDir.ts"
 import { QueueUrlConfig } from "./MessageQueue.ts"
+import { literalSetting } from "./settings.ts"
 
 export interface Place {
   readonly traceId: string
@@ -83,7 +84,7 @@ export class LedgerError extends Schema.TaggedError<LedgerError>()("LedgerError"
 export const CLAIM_TTL = Duration.days(14)
 
 /** `PIPELINE_LEDGER=off` runs without the transition ledger anywhere (to measure what it saves). */
-const LedgerSwitch = Config.Literals(["on", "off"], "PIPELINE_LEDGER").pipe(Config.withDefault("on"))
+const LedgerSwitch = literalSetting("PIPELINE_LEDGER", ["on", "off"]).pipe(Config.withDefault("on"))
 const LedgerTableConfig = Config.option(Config.NonEmptyString("PIPELINE_LEDGER_TABLE"))
 
 export class TransitionLedger extends Context.Service<TransitionLedger, {

@@ -54,6 +54,25 @@ describe("the agent's summary", { timeout: 60_000 }, () => {
       receiveErrors: 0
     })
     assert.deepStrictEqual(await backend.counts(), { visible: 0, inFlight: 0, dead: 1 })
+    assert.notInclude(result.stderr, `"level":"DEBUG"`, "no debug lines at the default level")
+  })
+
+  it("PIPELINE_LOG_LEVEL=Debug adds a line per step and per done, with the record id", async () => {
+    const backend = await makeBackend.local(30)
+    await sendRaw(backend.env, [`{"id":"a"}`])
+    const result = await runCli(["agent", "--pipeline", "greeting", "--until-empty", "--wait-seconds", "1"], {
+      ...backend.env,
+      PIPELINE_LOG_LEVEL: "Debug"
+    })
+    assert.strictEqual(result.code, 0, result.stderr)
+    const debug = result.stderr.split("\n").filter((line) => line.includes(`"level":"DEBUG"`) && line.includes("record a"))
+      .map((line) => JSON.parse(line) as { message: string; annotations: Record<string, unknown> })
+    assert.deepStrictEqual(debug.map((line) => line.message), [
+      "record a: step 1 createGreeting",
+      "record a: step 2 createName",
+      "record a: done after 2 steps"
+    ])
+    assert.deepInclude(debug[0]!.annotations, { recordId: "a", step: 1, mutation: "createGreeting" })
   })
 })
 

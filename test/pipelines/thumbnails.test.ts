@@ -108,7 +108,8 @@ describe("the thumbnail record", () => {
       assert.deepStrictEqual(yield* ThumbnailSizesConfig.pipe(Effect.provide(configLayer({}))), [200, 100])
       assert.deepStrictEqual(yield* ThumbnailSizesConfig.pipe(Effect.provide(configLayer({ THUMBNAIL_SIZES: "64" }))), [64])
       const error = yield* Effect.flip(ThumbnailSizesConfig.pipe(Effect.provide(configLayer({ THUMBNAIL_SIZES: "100,x" }))))
-      assert.include(error.message, `THUMBNAIL_SIZES: "x" is not a width`)
+      assert.include(error.message, `expected widths from 1 to 4096 separated by commas, such as "100,200", got "100,x"`)
+      assert.include(error.message, `THUMBNAIL_SIZES`)
     }))
 })
 

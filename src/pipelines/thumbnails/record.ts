@@ -3,8 +3,9 @@
  *
  * `{"stock_no":"STK675849"}` → `{…,"has_raw":true}` → `{…,"size_200":true}` → `{…,"size_100":true}`.
  */
-import { Config, Schema } from "effect"
+import { Config, Option, Schema } from "effect"
 import { STOCK_NO, STOCK_NO_RULE } from "../../domain/stockNo.ts"
+import { setting } from "../../services/settings.ts"
 
 /** Stock numbers name files and object keys, so they keep to a safe alphabet. */
 export const StockNo = Schema.String.check(
@@ -58,13 +59,12 @@ export const normalizeSizes = (sizes: ReadonlyArray<number>): ReadonlyArray<numb
   return parsed
 }
 
-const SizesText = Schema.String.check(Schema.makeFilter((text: string) => {
-  const parsed = parseSizes(text)
-  return typeof parsed === "string" ? parsed : true
-}))
-
 /** `THUMBNAIL_SIZES`, default `100,200`, largest first. */
-export const ThumbnailSizesConfig: Config.Config<ReadonlyArray<number>> = Config.schema(SizesText, "THUMBNAIL_SIZES").pipe(
-  Config.withDefault("100,200"),
-  Config.map((text) => parseSizes(text) as ReadonlyArray<number>)
-)
+export const ThumbnailSizesConfig: Config.Config<ReadonlyArray<number>> = setting(
+  "THUMBNAIL_SIZES",
+  `widths from 1 to ${MAX_THUMBNAIL_WIDTH} separated by commas, such as "100,200"`,
+  (text) => {
+    const parsed = parseSizes(text)
+    return typeof parsed === "string" ? Option.none() : Option.some(parsed)
+  }
+).pipe(Config.withDefault<ReadonlyArray<number>>([200, 100]))
