@@ -1,7 +1,7 @@
-/** The whole command line: `agent`, `produce`, `start`, `status` and `dlq`. */
+/** The whole command line: `agent`, `produce`, `start`, `status`, `dlq`, `trace` and `diagram`. */
 import { Command } from "effect/cli"
 import { agent, produceCommand, root } from "./commands.ts"
-import { dlq, status } from "./operate.ts"
+import { diagram, dlq, status, trace } from "./operate.ts"
 import { start } from "./start.ts"
 
-export const cli = root.pipe(Command.withSubcommands([agent, produceCommand, start, status, dlq]))
+export const cli = root.pipe(Command.withSubcommands([agent, produceCommand, start, status, dlq, trace, diagram]))

@@ -1,10 +1,11 @@
 /**
- * Operating a pipeline: `status`, `dlq list` and `dlq redrive`, on the backends the environment
- * selects (SQS with PIPELINE_QUEUE_URL, else the local queue). The programs do the work
- * (`src/programs/status.ts`, `src/programs/deadLetters.ts`); this file parses, picks layers, prints.
+ * Operating a pipeline: `status`, `dlq list`, `dlq redrive`, `trace` and `diagram`, on the backends
+ * the environment selects (SQS with PIPELINE_QUEUE_URL, else the local queue; the transition
+ * ledger beside it). The programs do the work (`src/programs/status.ts`, `deadLetters.ts`,
+ * `trace.ts`, `diagram.ts`); this file parses, picks layers, prints.
  */
-import { Console, Deferred, Effect, Option, Schema, Stdio } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Console, Deferred, Effect, Layer, Option, Schema, Stdio } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import {
   type DeadLetter,
   moveTasks,
@@ -14,10 +15,14 @@ import {
   type RedriveResult
 } from "../programs/deadLetters.ts"
 import { pipelineStatus, type Status } from "../programs/status.ts"
+import { type Trace, type TracedStep, traceRecord } from "../programs/trace.ts"
+import { pipelineDiagram } from "../programs/diagram.ts"
+import { TransitionLedger } from "../services/TransitionLedger.ts"
+import { loadPipeline } from "./loadPipeline.ts"
 import type { MoveTask } from "../services/MessageMoveTasks.ts"
 import { queueBackendsLayer } from "./layers.ts"
 import { RedriveJournal } from "../services/RedriveJournal.ts"
-import { UsageError } from "./commands.ts"
+import { root, UsageError } from "./commands.ts"
 import { graceful } from "./graceful.ts"
 
 const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0)))
@@ -36,8 +41,8 @@ export const excerpt = (body: string, length = EXCERPT) => {
 
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
 
-const age = (seconds: number | null) =>
-  seconds === null ? "oldest: not known"
+const age = (seconds: number | null, note: string | null) =>
+  seconds === null ? `oldest: ${note ?? "not known"}`
     : seconds < 120 ? `oldest ${seconds} s`
     : seconds < 7200 ? `oldest ${Math.round(seconds / 60)} min`
     : `oldest ${(seconds / 3600).toFixed(1)} h`
@@ -48,13 +53,18 @@ export const statusText = (status: Status): string => {
   const { queue, deadLetters } = status
   const lines = [
     `queue ${queue.url}`,
-    `  ${queue.visible} visible · ${queue.inFlight} in flight · ${queue.delayed} delayed · ${age(queue.oldestAgeSeconds)}`,
+    `  ${queue.visible} visible · ${queue.inFlight} in flight · ${queue.delayed} delayed · ${age(queue.oldestAgeSeconds, queue.oldestAgeNote)}`,
     `dead letters ${deadLetters.url}`,
     `  ${plural(deadLetters.count, "message")}`
   ]
   if (deadLetters.count > 0) {
     const sampled = deadLetters.peeked < deadLetters.count ? ` (of the ${deadLetters.peeked} looked at)` : ""
     lines.push(`  reasons: ${tally(deadLetters.reasons)}${sampled}`, `  steps: ${tally(deadLetters.steps)}`)
+  }
+  const hour = status.lastHour
+  if (hour !== null) {
+    const steps = Object.keys(hour.steps).length === 0 ? "" : ` · steps run: ${tally(hour.steps)}`
+    lines.push(`last hour (transition ledger)`, `  ${hour.started} started${steps} · ${hour.done} done · ${hour.deadLettered} dead-lettered`)
   }
   return lines.join("\n")
 }
@@ -88,8 +98,10 @@ export const status = Command.make(
         Deferred.await(stop)
       )
     )
-  }, Effect.provide(queueBackendsLayer))
-).pipe(Command.withDescription("The queue's messages (visible, in flight, delayed, oldest) and the dead letters by reason and step"))
+  }, Effect.provide(Layer.merge(queueBackendsLayer, TransitionLedger.layerReader)))
+).pipe(Command.withDescription(
+  "The queue's messages (visible, in flight, delayed, oldest), the dead letters by reason and step, and the last hour from the transition ledger"
+))
 
 // ---- dlq list
 
@@ -216,3 +228,55 @@ export const dlq = Command.make("dlq").pipe(
   Command.withSubcommands([dlqList, dlqRedrive])
 )
 
+// ---- trace
+
+const outcomeText = (step: TracedStep) => {
+  const copies = step.duplicatesSkipped === 0 ? "" : `, ${plural(step.duplicatesSkipped, "copy", "copies")} skipped`
+  switch (step.outcome) {
+    case "advanced":
+      return `${step.mutation ?? "?"} → advanced${copies}`
+    case "done":
+      return `done${copies}`
+    case "dead-lettered":
+      return `${step.reason?.stage ?? "?"} → dead-lettered: ${step.reason?.tag ?? "unknown"}${copies}` +
+        (step.reason?.message === null || step.reason?.message === undefined ? "" : `\n      ${excerpt(step.reason.message, 200)}`)
+    case "in-flight":
+      return `in flight (nothing after it yet)${copies}`
+  }
+}
+
+export const traceText = (trace: Trace): string =>
+  trace.chains.map((chain) => {
+    const head = `${chain.recordId === null ? "record (id not in the ledger)" : `record ${chain.recordId}`} · trace ${chain.traceId}`
+    const rows = chain.steps.map((step) => `  step ${step.step}  ${step.at}  message ${step.messageId}  ${outcomeText(step)}`)
+    return [head, ...rows].join("\n")
+  }).join("\n\n")
+
+export const trace = Command.make(
+  "trace",
+  {
+    json,
+    id: Argument.String("id").pipe(Argument.withDescription("A record id (e.g. a stock number) or a trace id (pipeline.trace_id)"))
+  },
+  Effect.fn("cli.trace")(function*(flags) {
+    if (flags.id.trim() === "") return yield* new UsageError({ message: "give a record id or a trace id" })
+    const found = yield* traceRecord(flags.id)
+    yield* flags.json ? printJson(found) : Console.log(traceText(found))
+  }, Effect.provide(TransitionLedger.layerReader))
+).pipe(Command.withDescription(
+  "A record's history step by step (mutation, message, when, outcome) from the transition ledger; by record id or trace id"
+))
+
+// ---- diagram
+
+export const diagram = Command.make(
+  "diagram",
+  { json },
+  Effect.fn("cli.diagram")(function*(flags) {
+    const pipeline = yield* loadPipeline((yield* root).pipeline)
+    const drawn = yield* pipelineDiagram(pipeline)
+    yield* flags.json ? printJson(drawn) : Console.log(drawn.mermaid)
+  }, Effect.provide(TransitionLedger.layerReader))
+).pipe(Command.withDescription(
+  "The pipeline's states and transitions as a Mermaid state diagram: declared, and observed in the transition ledger with counts"
+))

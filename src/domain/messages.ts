@@ -67,6 +67,12 @@ export interface QueueAttributes {
   readonly deadLetterQueueUrl: Option.Option<string>
   /** Receives a message may have before the queue's redrive moves it to `deadLetterQueueUrl`. */
   readonly maxReceiveCount: Option.Option<number>
+  /**
+   * Seconds since the oldest message in the queue was sent, where the queue knows it without a
+   * receive (the local queue; SQS reports it only to CloudWatch); undefined where not known, and
+   * for an empty queue.
+   */
+  readonly oldestAgeSeconds?: number | undefined
 }
 
 export const isFifo = (queueUrl: string): boolean => queueUrl.endsWith(".fifo")

@@ -70,9 +70,12 @@ const deadLetterAttributes = (message: QueueMessage, error: StepFailure, stage: 
     "error.receive_count": String(message.receiveCount),
     "error.source_queue": sourceQueue
   }
-  const all = { ...message.attributes, ...ours }
+  // a message sent without our attributes is a chain of its own, its message id the trace id: said
+  // here, so that `trace` finds it and a redrive continues that chain
+  const attributes = { [Attribute.traceId]: fromAttributes(message.attributes, message.messageId).traceId, ...message.attributes }
+  const all = { ...attributes, ...ours }
   if (Object.keys(all).length <= 10) return all
-  const pipelineOnly = Object.fromEntries(Object.entries(message.attributes).filter(([key]) => key.startsWith("pipeline.")))
+  const pipelineOnly = Object.fromEntries(Object.entries(attributes).filter(([key]) => key.startsWith("pipeline.")))
   return { ...pipelineOnly, ...ours }
 }
 

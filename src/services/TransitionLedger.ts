@@ -163,6 +163,19 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
     Effect.map(QueueUrlConfig, (url) => Option.isSome(url) ? TransitionLedger.layerSqs : TransitionLedger.layerLocalConfig)
   )
 
+  /**
+   * For reading the history (`trace`, `diagram`, `status`): the store `layer` chooses, and where
+   * there is none, the no-ledger layer without a warning (the reader says so itself).
+   */
+  static readonly layerReader: Layer.Layer<TransitionLedger, LedgerError | Config.ConfigError> = Layer.unwrap(
+    Effect.gen(function*() {
+      if ((yield* LedgerSwitch) === "off") return TransitionLedger.layerNone
+      if (Option.isNone(yield* QueueUrlConfig)) return TransitionLedger.layerLocal(yield* DataDirConfig)
+      const table = yield* LedgerTableConfig
+      return Option.isSome(table) ? TransitionLedger.layerDynamo(table.value) : TransitionLedger.layerNone
+    })
+  )
+
   /** In memory, on Effect's Clock (so TestClock can expire claims). */
   static readonly layerMemory = Layer.sync(TransitionLedger, () => {
     const held = new Map<string, Entry & { readonly expiresAt: number }>()

@@ -1,4 +1,4 @@
-/** `status`, `dlq list` and `dlq redrive` on the local queue (see test/support/operate.ts). */
+/** `status`, `dlq list`, `dlq redrive`, `trace` and `diagram` on the local queue (see test/support/operate.ts). */
 import { assert, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
 import { afterEach } from "vitest"
@@ -45,9 +45,9 @@ it.skipIf(!hasScript)("status --watch at a terminal redraws the snapshot in plac
   const watching = startCli([], backend.env, { command: { file: "script", args: ["-qfec", command, "/dev/null"] } })
   let screen = ""
   watching.child.stdout!.on("data", (chunk: Buffer) => (screen += chunk.toString()))
-  // a snapshot is 5 lines on the local queue with no dead letters: 4 of status, 1 saying when and how to stop
-  await waitFor(async () => screen.includes("\x1b[5F\x1b[J"), 30_000, "a redraw")
-  const [first, second] = screen.split("\x1b[5F\x1b[J")
-  assert.match(first!, /^queue pipeline\r\n.*\r\ndead letters pipeline-dlq\r\n {2}0 messages\r\n\(.*every 2 seconds; Ctrl-C stops\)\r\n$/)
+  // a snapshot is 7 lines on the local queue with no dead letters: 4 of status, 2 of the ledger's last hour, 1 saying when and how to stop
+  await waitFor(async () => screen.includes("\x1b[7F\x1b[J"), 30_000, "a redraw")
+  const [first, second] = screen.split("\x1b[7F\x1b[J")
+  assert.match(first!, /^queue pipeline\r\n.*\r\ndead letters pipeline-dlq\r\n {2}0 messages\r\nlast hour \(transition ledger\)\r\n.*\r\n\(.*every 2 seconds; Ctrl-C stops\)\r\n$/)
   assert.match(second!, /^queue pipeline\r\n/)
 })

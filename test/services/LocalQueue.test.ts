@@ -57,6 +57,22 @@ describe("LocalQueue", () => {
       )
     }))
 
+  it.effect("knows the age of its oldest message, in flight or not, and none for an empty queue", () =>
+    Effect.gen(function*() {
+      const queue = yield* openQueue()
+      assert.isUndefined((yield* queue.attributes("pipeline")).oldestAgeSeconds)
+      yield* queue.send("pipeline", messages(1))
+      yield* TestClock.adjust("90 seconds")
+      yield* queue.send("pipeline", messages(1))
+      yield* TestClock.adjust("10 seconds")
+      assert.strictEqual((yield* queue.attributes("pipeline")).oldestAgeSeconds, 100)
+      const [oldest] = yield* queue.receive("pipeline", { maxMessages: 1 })
+      assert.strictEqual((yield* queue.attributes("pipeline")).oldestAgeSeconds, 100, "in flight still counts, as on SQS")
+      yield* queue.delete("pipeline", handles([oldest!]))
+      assert.strictEqual((yield* queue.attributes("pipeline")).oldestAgeSeconds, 10)
+      assert.isUndefined((yield* queue.attributes("other")).oldestAgeSeconds, "another queue's messages are not its own")
+    }))
+
   it.effect("receives at most maxMessages and keeps queues apart", () =>
     Effect.gen(function*() {
       const queue = yield* openQueue()

@@ -1,8 +1,9 @@
 /**
- * `status`, `dlq list` and `dlq redrive` as a user runs them (the CLI in child processes) on one
- * backend, with real dead letters: the thumbnail pipeline's broken sample image (CorruptImage)
- * and records that fail the schema, dead-lettered by the agent. One file per backend
- * (test/cli/operate*.test.ts), so vitest runs them in parallel workers.
+ * `status`, `dlq list`, `dlq redrive`, `trace` and `diagram` as a user runs them (the CLI in child
+ * processes) on one backend, with real dead letters: the thumbnail pipeline's broken sample image
+ * (CorruptImage) and records that fail the schema, dead-lettered by the agent. On moto with a
+ * DynamoDB transition ledger, as the stack has. One file per backend (test/cli/operate*.test.ts),
+ * so vitest runs them in parallel workers.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { SetQueueAttributesCommand, SQSClient } from "@aws-sdk/client-sqs"
@@ -18,8 +19,10 @@ import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { backendsLayer } from "../../src/cli/layers.ts"
 import type { QueueMessage } from "../../src/domain/messages.ts"
 import { MessageQueue } from "../../src/services/MessageQueue.ts"
-import { type BackendName, cleanUpBackends, makeBackend, produceInProcess, temporaryDir } from "./backends.ts"
+import { type Backend, type BackendName, cleanUpBackends, makeBackend, produceInProcess, temporaryDir } from "./backends.ts"
 import { type CliResult, killRunningClis, runCli, startCli, waitFor } from "./cli.ts"
+import { createLedgerTable } from "./aws.ts"
+import { TRACKED } from "./agentProcess.ts"
 
 export const BROKEN = "STK000004"
 /** A good JPEG of the sample set (1800x1200), which replaces the broken one to "fix the cause". */
@@ -104,6 +107,10 @@ const setDeadLetterVisibility = async (env: Record<string, string>, seconds: num
   }
 }
 
+/** On moto, a DynamoDB transition ledger beside the queue (as the stack has); locally it is in the queue's file. */
+const withLedger = async (backend: Backend): Promise<Backend> =>
+  backend.env["PIPELINE_QUEUE_URL"] === undefined ? backend : { ...backend, env: { ...backend.env, PIPELINE_LEDGER_TABLE: await createLedgerTable() } }
+
 export const describeOperate = (name: BackendName) => {
   const scope = Effect.runSync(Scope.make())
   let samples = ""
@@ -131,7 +138,7 @@ export const describeOperate = (name: BackendName) => {
   const withDeadLetters = async (dlqVisibility: number, schemaViolations: number) => {
     // broken again (a test before may have fixed it)
     copyFileSync(join(cachedSamples, `${BROKEN}.jpg`), join(samples, `${BROKEN}.jpg`))
-    const backend = await makeBackend[name](30)
+    const backend = await withLedger(await makeBackend[name](30))
     const agentEnv: Record<string, string> = { ...backend.env, IMAGE_SOURCE: imageSource }
     await produceInProcess(backend, makeThumbnailPipeline([100, 200]), [BROKEN])
     await sendRaw(agentEnv, Array.from({ length: schemaViolations }, (_, i) => JSON.stringify({ stock_no: 1000 + i })))
@@ -180,7 +187,7 @@ export const describeOperate = (name: BackendName) => {
       const [back, ...more] = await peekSource(env)
       assert.strictEqual(more.length, 0)
       assert.deepInclude(JSON.parse(back!.body), { stock_no: BROKEN, has_raw: true })
-      assert.deepStrictEqual(Object.keys(back!.attributes).sort(), ["pipeline.step", "pipeline.trace_id", "pipeline.transition_id"])
+      assert.deepStrictEqual(Object.keys(back!.attributes).sort(), ["pipeline.mutation", "pipeline.step", "pipeline.trace_id", "pipeline.transition_id"])
       await runExpect(["agent", "--until-empty", "--wait-seconds", "0"], env)
       assert.includeMembers([...await backend.keys("thumbnails/")], [`thumbnails/100/${BROKEN}.jpg`, `thumbnails/200/${BROKEN}.jpg`])
       const after = await runJson(["status"], env)
@@ -211,6 +218,144 @@ export const describeOperate = (name: BackendName) => {
       const bodies = drained.map((message) => message.body).sort()
       const expected = [JSON.stringify({ stock_no: BROKEN, has_raw: true }), ...Array.from({ length: 29 }, (_, i) => JSON.stringify({ stock_no: 1000 + i }))].sort()
       assert.deepStrictEqual(bodies, expected)
+    })
+  })
+
+  describe(`trace and diagram on ${name}`, { timeout: 120_000 }, () => {
+    it("trace: a done record, a dead-lettered one (by record id and by the trace id dlq list shows), an unknown id; diagram: the observed transitions with counts", async () => {
+      const { backend, env } = await withDeadLetters(30, 1)
+      await produceInProcess(backend, makeThumbnailPipeline([100, 200]), [GOOD])
+      await runExpect(["agent", "--until-empty", "--wait-seconds", "0"], { ...env, IMAGE_SOURCE: imageSource })
+
+      const done = await runJson(["trace", GOOD], env)
+      assert.strictEqual(done.chains.length, 1)
+      const [chain] = done.chains
+      assert.strictEqual(chain.recordId, GOOD)
+      assert.deepStrictEqual(chain.steps.map((step: any) => [step.step, step.madeBy, step.mutation, step.outcome]), [
+        [0, null, "download", "advanced"],
+        [1, "download", "thumbnail_200", "advanced"],
+        [2, "thumbnail_200", "thumbnail_100", "advanced"],
+        [3, "thumbnail_100", null, "done"]
+      ])
+      assert.strictEqual(new Set(chain.steps.map((step: any) => step.messageId)).size, 4)
+      for (const step of chain.steps) assert.isFalse(Number.isNaN(Date.parse(step.at)))
+      assert.deepStrictEqual(await runJson(["trace", chain.traceId], env), { ...done, id: chain.traceId }, "the same chain by its trace id")
+      const text = (await runExpect(["trace", GOOD], env)).stdout
+      assert.match(text, new RegExp(`^record ${GOOD} · trace ${chain.traceId}\n {2}step 0 {2}\\S+ {2}message \\S+ {2}download → advanced\n`))
+      assert.match(text, /\n {2}step 3 .* done\n?$/)
+
+      const broken = (await runJson(["trace", BROKEN], env)).chains[0]
+      assert.deepStrictEqual(broken.steps.map((step: any) => [step.step, step.outcome]), [[0, "advanced"], [1, "dead-lettered"]])
+      assert.deepInclude(broken.steps[1].reason, { tag: "CorruptImage", stage: "thumbnail_200" })
+      assert.match(broken.steps[1].reason.message, /corrupt|truncated|premature/i)
+      assert.match((await runExpect(["trace", BROKEN], env)).stdout, /thumbnail_200 → dead-lettered: CorruptImage/)
+
+      // a record that failed the schema had no id to find it by: dlq list shows its trace id
+      const letters = (await runJson(["dlq", "list"], env)).letters
+      const schema = letters.find((letter: any) => letter.reason === "SchemaViolation")
+      assert.isString(schema.traceId)
+      const violated = (await runJson(["trace", schema.traceId], env)).chains[0]
+      assert.deepStrictEqual(violated.steps.map((step: any) => [step.step, step.outcome, step.reason?.tag, step.reason?.stage]), [[0, "dead-lettered", "SchemaViolation", "decode"]])
+
+      const unknown = await runExpect(["trace", "STK999999"], env, 1)
+      assert.match(unknown.stderr, /^error: no record or trace STK999999 in the transition ledger/m)
+      assert.strictEqual(unknown.stdout, "")
+
+      const diagram = await runJson(["diagram"], env)
+      const counts = Object.fromEntries(diagram.transitions.map((t: any) => [`${t.from} -> ${t.to}: ${t.label}`, t.count]))
+      assert.deepStrictEqual(counts, {
+        "produced -> download: download": 2,
+        "produced -> dead_letters: decode: SchemaViolation": 1,
+        "download -> thumbnail_200: thumbnail_200": 1,
+        "download -> dead_letters: thumbnail_200: CorruptImage": 1,
+        "thumbnail_200 -> thumbnail_100: thumbnail_100": 1,
+        "thumbnail_100 -> [*]: done": 1
+      })
+      const mermaid = (await runExpect(["diagram"], env)).stdout
+      assert.strictEqual(mermaid.trim(), diagram.mermaid)
+      assert.match(mermaid, /^stateDiagram-v2$/m)
+      assert.match(mermaid, /^ {4}produced --> after_download : download \(2\)$/m)
+      assert.match(mermaid, /^ {4}after_download --> dead_letters : thumbnail_200: CorruptImage \(1\)$/m)
+      assert.match(mermaid, /^ {4}after_thumbnail_100 --> \[\*\] : done \(1\)$/m)
+
+      const status = await runJson(["status"], env)
+      assert.deepStrictEqual(status.lastHour, {
+        started: 3,
+        steps: { download: 2, thumbnail_200: 1, thumbnail_100: 1 },
+        done: 1,
+        deadLettered: 2
+      })
+      assert.match((await runExpect(["status"], env)).stdout, /last hour \(transition ledger\)\n {2}3 started · steps run: download 2, thumbnail_200 1, thumbnail_100 1 · 1 done · 2 dead-lettered/)
+    })
+
+    it("trace shows a record in flight; diagram draws a pipeline loaded by path and the greeting pipeline, declared first, then observed", async () => {
+      const backend = await withLedger(await makeBackend[name](30))
+      const env = backend.env
+
+      // nothing run yet: only what the pipeline declares, its first mutation, without a count
+      const declared = await runJson([...TRACKED, "diagram"], env)
+      assert.deepStrictEqual(declared.transitions, [{ from: "produced", to: "greet", label: "greet", count: null }])
+      assert.strictEqual(declared.pipeline, "tracked")
+
+      // the second step takes a minute: the record waits there, claimed and running
+      await produceInProcess(backend, (await import("./pipelines/tracked.ts")).default, ["slow"])
+      const agent = startCli(["agent", ...TRACKED, "--wait-seconds", "0"], { ...env, TRACKED_STEP_MS: "60000", TRACKED_SLOW_STEP: "name" })
+      let inFlight: any
+      await waitFor(async () => {
+        const result = await runCli(["trace", "slow", "--json"], env)
+        inFlight = result.code === 0 ? JSON.parse(result.stdout) : undefined
+        return inFlight?.chains[0].steps.length === 2
+      }, 60_000, "step 1 claimed")
+      assert.deepStrictEqual(inFlight.chains[0].steps.map((step: any) => [step.step, step.madeBy, step.mutation, step.outcome]), [
+        [0, null, "greet", "advanced"],
+        [1, "greet", null, "in-flight"]
+      ])
+      assert.match((await runExpect(["trace", "slow"], env)).stdout, /step 1 .* in flight/)
+      const running = await runJson([...TRACKED, "diagram"], env)
+      assert.deepStrictEqual(running.transitions, [{ from: "produced", to: "greet", label: "greet", count: 1 }])
+      assert.deepStrictEqual(running.inFlight, { greet: 1 })
+      assert.match(running.mermaid, /note right of after_greet : 1 in flight/)
+      // the queue's oldest message (in flight): the local queue knows its age; SQS does not say without a receive
+      const { queue } = await runJson(["status"], env)
+      if (name === "local") {
+        assert.isAtLeast(queue.oldestAgeSeconds, 0)
+        assert.isNull(queue.oldestAgeNote)
+      } else {
+        assert.isNull(queue.oldestAgeSeconds)
+        assert.match(queue.oldestAgeNote, /SQS does not report it without a receive/)
+      }
+      agent.child.kill("SIGKILL")
+      await agent.exit
+
+      // the greeting pipeline on its own backend: declared, then run
+      const greeting = await withLedger(await makeBackend[name](30))
+      assert.deepStrictEqual((await runJson(["--pipeline", "greeting", "diagram"], greeting.env)).transitions, [
+        { from: "produced", to: "createGreeting", label: "createGreeting", count: null }
+      ])
+      await runExpect(["produce", "--pipeline", "greeting", "a", "b"], greeting.env)
+      await runExpect(["agent", "--pipeline", "greeting", "--until-empty", "--wait-seconds", "0"], greeting.env)
+      const text = (await runExpect(["--pipeline", "greeting", "diagram"], greeting.env)).stdout
+      assert.include(text, [
+        "stateDiagram-v2",
+        `    state "produced" as produced`,
+        `    state "after createGreeting" as after_createGreeting`,
+        `    state "after createName" as after_createName`,
+        "    [*] --> produced",
+        "    produced --> after_createGreeting : createGreeting (2)",
+        "    after_createGreeting --> after_createName : createName (2)",
+        "    after_createName --> [*] : done (2)"
+      ].join("\n"))
+    })
+
+    it("trace without an id is bad usage (exit 2); --help exits 0", async () => {
+      const backend = await makeBackend[name](30)
+      await runExpect(["trace"], backend.env, 2)
+      await runExpect(["trace", " "], backend.env, 2)
+      // no ledger table on SQS: no history, and it says why; locally the ledger is in the queue's file
+      const missing = await runExpect(["trace", "x"], backend.env, 1)
+      assert.match(missing.stderr, name === "moto" ? /^error: no transition ledger, so no history: on SQS set PIPELINE_LEDGER_TABLE/m : /^error: no record or trace x/m)
+      assert.include((await runExpect(["trace", "--help"], backend.env)).stdout, "record id or trace id")
+      assert.include((await runExpect(["diagram", "--help"], backend.env)).stdout, "Mermaid")
     })
   })
 }

@@ -85,6 +85,7 @@ interface CountsRow {
   readonly visible: number
   readonly in_flight: number
   readonly delayed: number
+  readonly oldest_sent_at: number | null
 }
 
 const queueError = (operation: string, queueUrl: string, cause: unknown): QueueError => {
@@ -172,7 +173,8 @@ export const make = (
       counts: db.prepare(
         `SELECT ifnull(sum(visible_at <= ?1), 0) AS visible,
                 ifnull(sum(visible_at > ?1 AND receipt_handle IS NOT NULL), 0) AS in_flight,
-                ifnull(sum(visible_at > ?1 AND receipt_handle IS NULL), 0) AS delayed
+                ifnull(sum(visible_at > ?1 AND receipt_handle IS NULL), 0) AS delayed,
+                min(sent_at) AS oldest_sent_at
          FROM messages WHERE queue = ?2`
       ),
       expireDedup: db.prepare(`DELETE FROM fifo_dedup WHERE queue = ? AND expires_at <= ?`),
@@ -412,7 +414,8 @@ export const make = (
         approximateDelayed: counts.delayed,
         fifo: isFifo(queueUrl),
         deadLetterQueueUrl: isDeadLetterQueue(queueUrl) ? Option.none() : Option.some(deadLetterQueueName(queueUrl)),
-        maxReceiveCount: isDeadLetterQueue(queueUrl) ? Option.none() : Option.some(maxReceiveCount)
+        maxReceiveCount: isDeadLetterQueue(queueUrl) ? Option.none() : Option.some(maxReceiveCount),
+        oldestAgeSeconds: counts.oldest_sent_at === null ? undefined : Math.max(0, Math.floor((now - counts.oldest_sent_at) / 1000))
       } satisfies QueueAttributes
     })
 
