@@ -43,7 +43,20 @@ const recordInBucket = (sizes: ReadonlyArray<number>) => (stockNo: string) =>
     return record
   })
 
-export const summaryText = (outcome: DemoOutcome): string => {
+/** A record of this run worth tracing: the first dead-lettered one (its body names it), else the first. */
+export const recordToTrace = (outcome: DemoOutcome, ids: ReadonlyArray<string>): string | undefined => {
+  for (const letter of outcome.deadLetters) {
+    try {
+      const stockNo: unknown = JSON.parse(letter.body)?.stock_no
+      if (typeof stockNo === "string" && ids.includes(stockNo)) return stockNo
+    } catch {
+      // not a record of this run
+    }
+  }
+  return ids[0]
+}
+
+export const summaryText = (outcome: DemoOutcome, traceable?: string): string => {
   const summary = summaryOf(outcome.stats)
   const dead = outcome.deadLetterCount
   return [
@@ -63,7 +76,8 @@ export const summaryText = (outcome: DemoOutcome): string => {
         "  npm run cli -- dlq list     each dead letter with its reason and record",
         "  npm run cli -- dlq redrive  send them back once the cause is fixed"
       ]
-      : [])
+      : []),
+    ...(traceable === undefined ? [] : [`  npm run cli -- trace ${traceable}  that record's history, step by step`])
   ].join("\n")
 }
 
@@ -110,7 +124,7 @@ export const start = Command.make(
           onProgress: interactive ? drawProgress : undefined
         })
         if (interactive) yield* clearProgress
-        yield* Console.log(summaryText(outcome))
+        yield* Console.log(summaryText(outcome, recordToTrace(outcome, stockNos)))
       }).pipe(Effect.provide(services))
     )
   }, Effect.scoped)

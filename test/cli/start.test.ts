@@ -38,6 +38,11 @@ describe("npm start", { timeout: 120_000 }, () => {
     assert.include(first.stdout, "thumbnails made:     10")
     assert.include(first.stdout, join(dataDir, "bucket", "thumbnails"))
     assert.strictEqual(readdirSync(join(dataDir, "bucket", "thumbnails", "100")).length, 5)
+    // the last next command traces the broken image's record, and works as written
+    assert.match(first.stdout, /\n {2}npm run cli -- trace STK000004 .*\n?$/)
+    const traced = await runCli(["trace", "STK000004"], { ...elsewhere, PIPELINE_QUEUE_URL: undefined, PIPELINE_BUCKET: undefined, PIPELINE_DATA_DIR: dataDir })
+    assert.strictEqual(traced.code, 0, traced.stderr)
+    assert.match(traced.stdout, /dead-lettered: CorruptImage/)
 
     const again = await start("--count", "6")
     assert.strictEqual(again.code, 0, again.stderr)
