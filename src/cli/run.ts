@@ -7,7 +7,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime, SchemaIssue } from "effect"
 import { CliError, CliOutput, Command } from "effect/cli"
-import { logLevelLayer } from "../services/settings.ts"
+import { logLevelLayer, savedSettingsLayer } from "../services/settings.ts"
 import { cli } from "./main.ts"
 
 // Logs go to stderr (stdout is for results): readable on a terminal, JSON lines for anything else
@@ -55,6 +55,8 @@ const teardown: Runtime.Teardown = (exit, onExit) => {
 Command.run(cli, { version: "0.1.0" }).pipe(
   // PIPELINE_LOG_LEVEL; inside the report, so that a wrong value is reported like any setting
   Effect.provide(logLevelLayer),
+  // what the environment leaves unset, from the data dir's settings.json (npm start saves IMAGE_SOURCE there)
+  Effect.provide(savedSettingsLayer),
   Effect.tapCause(reportFailure),
   Effect.provide(Layer.mergeAll(NodeServices.layer, logger, output)),
   (program) => NodeRuntime.runMain(program, { disableErrorReporting: true, teardown })

@@ -5,9 +5,14 @@
  * used, and runs the demo program (`src/programs/demo.ts`) with the thumbnail pipeline on the
  * embedded queue and bucket: a record per image, the agent until the queue is empty, a summary.
  * A second run continues from the local queue; `--fresh` starts over.
+ *
+ * It also saves, in the data dir's settings.json, an `IMAGE_SOURCE` that reads the sample images
+ * from disk: the server is gone once start ends, and the README's next commands (`produce`,
+ * `agent`) should run the example on the same samples without a setting to find first.
  */
 import { join, resolve } from "node:path"
-import { ConfigProvider, Console, Effect, Layer, Option, Stdio } from "effect"
+import { pathToFileURL } from "node:url"
+import { ConfigProvider, Console, Effect, FileSystem, Layer, Option, Stdio } from "effect"
 import { Command, Flag } from "effect/cli"
 import {
   makeThumbnailPipeline,
@@ -17,9 +22,10 @@ import {
   type ThumbnailRecord,
   ThumbnailSizesConfig
 } from "../pipelines/thumbnails/index.ts"
-import { makeSampleImages, serveImages } from "../pipelines/thumbnails/sampleImages.ts"
+import { makeSampleImages, type SampleSet, serveImages } from "../pipelines/thumbnails/sampleImages.ts"
 import { type DemoOutcome, forgetDemo, produceOnce, runDemo } from "../programs/demo.ts"
 import { DataDirConfig } from "../services/DataDir.ts"
+import { saveSettings } from "../services/settings.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
 import { defaultConcurrency, root, UsageError } from "./commands.ts"
 import { localBackendsLayer } from "./layers.ts"
@@ -55,6 +61,21 @@ export const recordToTrace = (outcome: DemoOutcome, ids: ReadonlyArray<string>):
   }
   return ids[0]
 }
+
+/**
+ * The samples by stock number alone (`by-stock-no/STK000003` for `STK000003.png`; hard links), so
+ * that one `file://` template finds JPEGs and PNGs alike (the type is read from the bytes).
+ * Made again each run: a sample made again is a new file.
+ */
+const samplesByStockNo = (samples: SampleSet) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const folder = join(samples.folder, "by-stock-no")
+    yield* fs.remove(folder, { recursive: true, force: true })
+    yield* fs.makeDirectory(folder, { recursive: true })
+    for (const image of samples.images) yield* fs.link(join(samples.folder, image.file), join(folder, image.stockNo))
+    return `${pathToFileURL(folder).href}/{stock_no}`
+  })
 
 export const summaryText = (outcome: DemoOutcome, traceable?: string): string => {
   const summary = summaryOf(outcome.stats)
@@ -99,6 +120,7 @@ export const start = Command.make(
     if (flags.fresh) yield* forgetDemo(dataDir)
     const samples = yield* makeSampleImages(join(dataDir, "samples"), { count: flags.count })
     const server = yield* serveImages(samples.folder)
+    yield* saveSettings(dataDir, { IMAGE_SOURCE: yield* samplesByStockNo(samples) })
     yield* Console.error(`${samples.images.length} sample images in ${samples.folder}, served at ${server.baseUrl}`)
 
     const sizes = yield* ThumbnailSizesConfig
