@@ -7,7 +7,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime, SchemaIssue } from "effect"
 import { CliError, CliOutput, Command } from "effect/cli"
-import { logLevelLayer, savedSettingsLayer } from "../services/settings.ts"
+import { logLevelLayer, MISSING, savedSettingsLayer } from "../services/settings.ts"
 import { cli } from "./main.ts"
 
 // Logs go to stderr (stdout is for results): readable on a terminal, JSON lines for anything else
@@ -26,7 +26,10 @@ const settingProblem = (error: Config.ConfigError): string => {
   if (error.cause._tag !== "SchemaError") return error.message
   return formatIssues(error.cause.issue).issues.map(({ message, path }) => {
     const name = path?.map(String).join(".") ?? "?"
-    return message === "Expected string" ? `the setting ${name} is missing` : `the setting ${name} is invalid: ${message}`
+    if (message === "Expected string") return `the setting ${name} is missing`
+    // a required setting that says what it accepts (settings.ts, `required`)
+    if (message.startsWith(MISSING)) return `the setting ${name} is ${message}`
+    return `the setting ${name} is invalid: ${message}`
   }).join("; ")
 }
 

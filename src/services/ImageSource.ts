@@ -21,7 +21,7 @@ import { Config, Context, Duration, Effect, Layer, Schema } from "effect"
 import type { HttpClient } from "effect/http"
 import { type ImageType, SNIFF_BYTES, sniffImageType } from "../domain/ImageType.ts"
 import { STOCK_NO, STOCK_NO_RULE } from "../domain/stockNo.ts"
-import { byteSizeSetting, durationSetting, listSetting } from "./settings.ts"
+import { byteSizeSetting, durationSetting, listSetting, required } from "./settings.ts"
 
 /** 404/410 over HTTP, or no such file. Permanent. */
 export class ImageNotFound extends Schema.TaggedError<ImageNotFound>()("ImageNotFound", {
@@ -123,7 +123,13 @@ const Template = Schema.String.check(Schema.makeFilter((template: string) => {
 }))
 
 export const ImageSourceConfig: Config.Config<ImageSourceSettings> = Config.all({
-  template: Config.schema(Template, "IMAGE_SOURCE"),
+  template: Config.schema(Template, "IMAGE_SOURCE").pipe(
+    required(
+      "IMAGE_SOURCE",
+      `a template for where images are read, with ${PLACEHOLDER} in an http(s):// URL or a file:// path, such as ` +
+        `https://images.example.com/${PLACEHOLDER}.jpg or file:///data/raw/${PLACEHOLDER}.jpg (npm start saves one for its samples)`
+    )
+  ),
   timeout: durationSetting("IMAGE_TIMEOUT", { positive: true }).pipe(Config.withDefault(Duration.seconds(30))),
   maxBytes: byteSizeSetting("IMAGE_MAX_BYTES").pipe(Config.withDefault(25_000_000)),
   allowedHosts: listSetting("IMAGE_ALLOWED_HOSTS", "images.example.com,cdn.example.com:8443").pipe(Config.withDefault([])),

@@ -14,6 +14,23 @@ export const invalidSetting = (name: string, accepted: string, value: string): C
     new Schema.SchemaError(new SchemaIssue.Pointer([name], new SchemaIssue.InvalidValue({ message: `expected ${accepted}, got ${JSON.stringify(value)}` })))
   )
 
+/** How the message of a required setting that is unset begins (`missing: expected …`). */
+export const MISSING = "missing: "
+
+/** `config`, which must be set: unset fails saying what it accepts (not only that it is missing). */
+export const required = (name: string, accepted: string) => <A>(config: Config.Config<A>): Config.Config<A> =>
+  Config.option(config).pipe(
+    Config.mapEffect((value) =>
+      Option.isSome(value)
+        ? Effect.succeed(value.value)
+        : Effect.fail(
+          new Config.ConfigError(
+            new Schema.SchemaError(new SchemaIssue.Pointer([name], new SchemaIssue.InvalidValue({ message: `${MISSING}expected ${accepted}` })))
+          )
+        )
+    )
+  )
+
 /** A setting `parse` reads from its text; `accepted` says, for people, what it accepts. */
 export const setting = <A>(name: string, accepted: string, parse: (text: string) => Option.Option<A>): Config.Config<A> =>
   Config.String(name).pipe(

@@ -54,6 +54,16 @@ describe("settings", { timeout: 120_000 }, () => {
     }
   })
 
+  it("a required setting that is unset says what it accepts", async () => {
+    const result = await runCli(["agent", "--until-empty"], { PIPELINE_DATA_DIR: temporaryDir("settings-test-") })
+    assert.strictEqual(
+      result.stderr,
+      "error: the setting IMAGE_SOURCE is missing: expected a template for where images are read, with {stock_no} in an http(s):// URL " +
+        "or a file:// path, such as https://images.example.com/{stock_no}.jpg or file:///data/raw/{stock_no}.jpg (npm start saves one for its samples)\n"
+    )
+    assert.strictEqual(result.code, 1)
+  })
+
   it("the accepted forms are accepted, log level in any case", async () => {
     const result = await agent({
       PIPELINE_RETRY_FOR: "2 seconds",
