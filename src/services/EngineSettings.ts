@@ -3,7 +3,7 @@
  * read here, once, with its default.
  */
 import { Config, Context, Duration, Effect, Layer, Option } from "effect"
-import { QueueUrlConfig } from "./MessageQueue.ts"
+import { QueueUrlConfig, QueueUrlSetting } from "./MessageQueue.ts"
 import { durationSetting, intSetting } from "./settings.ts"
 
 export interface Settings {
@@ -54,7 +54,7 @@ export class EngineSettings extends Context.Service<EngineSettings, Settings>()(
   /** From the environment, on SQS: `PIPELINE_QUEUE_URL` is required (the Lambda function). */
   static readonly layerSqs: Layer.Layer<EngineSettings, Config.ConfigError> = Layer.effect(
     EngineSettings,
-    settingsFor(Config.NonEmptyString("PIPELINE_QUEUE_URL"))
+    settingsFor(QueueUrlSetting)
   )
 
   /** From the environment, on the embedded queue whatever `PIPELINE_QUEUE_URL` says (`npm start`). */

@@ -16,7 +16,7 @@ import type {
   ReceiveOptions
 } from "../domain/messages.ts"
 import { DataDirConfig } from "./DataDir.ts"
-import { intSetting } from "./settings.ts"
+import { intSetting, urlSetting } from "./settings.ts"
 import type { LocalQueueOptions } from "./queue/local.ts"
 import type { MemoryQueueControl, MemoryQueueOptions } from "./queue/memory.ts"
 
@@ -29,7 +29,8 @@ export class QueueError extends Schema.TaggedError<QueueError>()("QueueError", {
 }) {}
 
 /** `PIPELINE_QUEUE_URL`: the SQS queue; unset means the embedded queue. */
-export const QueueUrlConfig = Config.option(Config.NonEmptyString("PIPELINE_QUEUE_URL"))
+export const QueueUrlSetting = urlSetting("PIPELINE_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/thumbnails")
+export const QueueUrlConfig = Config.option(QueueUrlSetting)
 
 /** An integer in SQS's range; anything else fails naming the variable and the range. Unset: the queue's own default. */
 const OptionalIntBetween = (name: string, minimum: number, maximum: number) =>

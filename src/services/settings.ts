@@ -71,6 +71,13 @@ export const byteSizeSetting = (name: string): Config.Config<number> =>
     (text) => Option.orElse(wholeNumber(text), () => Option.map(ByteSize.fromString(text), (size) => Number(ByteSize.toBigInt(size))))
   )
 
+/** An http(s) URL, such as an SQS queue's (`example` shows one). */
+export const urlSetting = (name: string, example: string): Config.Config<string> =>
+  setting(name, `an http:// or https:// URL such as ${example}`, (text) => {
+    const url = URL.canParse(text) ? new URL(text) : undefined
+    return url !== undefined && (url.protocol === "https:" || url.protocol === "http:") ? Option.some(text) : Option.none()
+  })
+
 /** One of `values`, as written. */
 export const literalSetting = <const L extends string>(name: string, values: ReadonlyArray<L>): Config.Config<L> =>
   setting(

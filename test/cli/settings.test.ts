@@ -20,6 +20,7 @@ const cases: ReadonlyArray<readonly [string, string, string]> = [
   ["PIPELINE_MAX_STEPS", "1.5", `expected a whole number of at least 1, got "1.5"`],
   ["PIPELINE_VISIBILITY_TIMEOUT", "-1", `expected a whole number from 0 to 43200, got "-1"`],
   ["PIPELINE_MAX_RECEIVE_COUNT", "many", `expected a whole number from 1 to 1000, got "many"`],
+  ["PIPELINE_QUEUE_URL", "thumbnails", `expected an http:// or https:// URL such as https://sqs.eu-west-1.amazonaws.com/123456789012/thumbnails, got "thumbnails"`],
   ["PIPELINE_LOG_LEVEL", "loud", `expected one of All, Fatal, Error, Warn, Info, Debug, Trace, None, got "loud"`],
   ["PIPELINE_LEDGER", "maybe", `expected on or off, got "maybe"`],
   ["IMAGE_TIMEOUT", "30", `expected a duration above zero ${DURATION}, got "30"`],
