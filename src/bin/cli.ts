@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The command-line entry point: `node src/bin/cli.ts <command> ...` (`src/cli/run.ts`).
  * Node's compile cache goes on first, so each later start skips most parsing and compiling

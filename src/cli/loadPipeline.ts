@@ -9,7 +9,7 @@ import { pathToFileURL } from "node:url"
 import { Config, Effect, Option, Runtime, Schema } from "effect"
 import { CliError } from "effect/cli"
 import { builtinPipelines, defaultPipelineName } from "../pipelines/index.ts"
-import type { AnyPipeline } from "../domain/Pipeline.ts"
+import { type AnyPipeline, isPipeline } from "../domain/Pipeline.ts"
 import { PipelineNameConfig } from "../services/CurrentPipeline.ts"
 
 export class PipelineNotFound extends Schema.TaggedError<PipelineNotFound>()("PipelineNotFound", {
@@ -20,9 +20,6 @@ export class PipelineNotFound extends Schema.TaggedError<PipelineNotFound>()("Pi
     return this.message
   }
 }
-
-const isPipeline = (value: unknown): value is AnyPipeline =>
-  typeof value === "object" && value !== null && "router" in value && "schema" in value && "layer" in value
 
 /** Where the command was started: `INIT_CWD` under `npm run`, else the current directory. */
 const StartedIn = Config.String("INIT_CWD").pipe(Config.withDefault(process.cwd()))

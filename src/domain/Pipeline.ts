@@ -96,3 +96,7 @@ export const definePipeline = <
 export type AnyPipeline = Omit<Pipeline<any, any, any>, "layer"> & {
   readonly layer: Layer.Layer<never, Config.ConfigError, RuntimeServices>
 }
+
+/** Whether a module's export looks like a pipeline (a module loaded by path is not type-checked). */
+export const isPipeline = (value: unknown): value is AnyPipeline =>
+  typeof value === "object" && value !== null && "router" in value && "schema" in value && "layer" in value

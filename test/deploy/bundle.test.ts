@@ -12,12 +12,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll } from "vitest"
-import { type Architecture, bundlePath, root, sharpVersion, stageSharp, zipEntries, zipPath } from "../../scripts/build.ts"
+import { type Architecture, bundlePath, root, sharpVersion, stageSharp, zipEntries, zipPath } from "../../src/deploy/build.ts"
 
 const execFileAsync = promisify(execFile)
 
 const build = (arch: Architecture) =>
-  execFileAsync(process.execPath, [join(root, "scripts", "build.ts"), "--arch", arch], { cwd: root, maxBuffer: 1 << 20 })
+  execFileAsync(process.execPath, [join(root, "src", "bin", "cli.ts"), "build", "--arch", arch], { cwd: root, maxBuffer: 1 << 20 })
 
 interface Entry {
   readonly name: string
@@ -127,7 +127,7 @@ describe("npm run build", () => {
       writeFileSync(handler, readFileSync(bundlePath))
       const script = [
         `import { readFileSync, writeFileSync } from "node:fs"`,
-        `const { stageSharp, writeZip, zipEntries } = await import(${JSON.stringify(join(root, "scripts", "build.ts"))})`,
+        `const { stageSharp, writeZip, zipEntries } = await import(${JSON.stringify(join(root, "src", "deploy", "build.ts"))})`,
         `writeFileSync(process.argv[2], writeZip(zipEntries(readFileSync(process.argv[1]), stageSharp("arm64"))))`
       ].join("\n")
       // two builds of the zip; its timestamps are local time, so at the far ends of the world's time zones

@@ -1,6 +1,6 @@
 /**
  * `npm run deploy`'s flags reach the stack: `--arch`, `--pipeline` and `--param Key=Value`, in one
- * deploy on moto (a child process of scripts/deploy.ts, as a user runs it), checked through the
+ * deploy on moto (a child process of the CLI's `deploy`, as a user runs it), checked through the
  * services' own APIs; then a deploy without them keeps them; and a wrong flag fails naming it.
  *
  * The x86_64 zip is built once here (about 10 s; sharp for linux-x64 is cached under .tools/).
@@ -23,8 +23,8 @@ import { execFile } from "node:child_process"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
-import { root } from "../../scripts/build.ts"
-import { deploy, s3Client } from "../../scripts/deploy.ts"
+import { root } from "../../src/deploy/build.ts"
+import { deploy, s3Client } from "../../src/deploy/deploy.ts"
 import { uniqueName } from "../support/aws.ts"
 
 const execFileAsync = promisify(execFile)
@@ -38,7 +38,7 @@ interface Run {
 /** `npm run deploy -- ...args`, as a child process; its exit code and output. */
 const runDeploy = async (args: ReadonlyArray<string>): Promise<Run> => {
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [join(root, "scripts", "deploy.ts"), ...args], {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [join(root, "src", "bin", "cli.ts"), "deploy", ...args], {
       cwd: root,
       maxBuffer: 1 << 20
     })
@@ -144,17 +144,17 @@ describe("npm run deploy's flags, on moto", () => {
     assert.strictEqual(Number((await functionConfiguration()).Timeout), 120)
   })
 
-  it("a wrong flag fails with exit code 1 naming it, and changes nothing", async () => {
+  it("a wrong flag fails naming it (a parameter the stack lacks: 1; bad usage: 2), and changes nothing", async () => {
     const before = await describeStack()
     const runs = await Promise.all([
       runDeploy(["--stack", stackName, "--param", "Nope=1"]),
       runDeploy(["--stack", stackName, "--param", "BatchSize"]),
       runDeploy(["--stack", stackName, "--arch", "sparc"])
     ])
-    assert.deepStrictEqual(runs.map((run) => run.code), [1, 1, 1])
+    assert.deepStrictEqual(runs.map((run) => run.code), [1, 2, 2])
     assert.include(runs[0]!.stderr, "has no parameter Nope")
-    assert.include(runs[1]!.stderr, "--param wants KEY=VALUE, not BatchSize")
-    assert.include(runs[2]!.stderr, "--arch must be one of arm64, x86_64")
+    assert.include(runs[1]!.stderr, `Invalid value for flag --param: "BatchSize"`)
+    assert.include(runs[2]!.stderr, `Invalid value for flag --arch: "sparc". Expected: "arm64" | "x86_64"`)
     const after = await describeStack()
     assert.strictEqual(after.LastUpdatedTime?.getTime(), before.LastUpdatedTime?.getTime())
     assert.deepStrictEqual(after.Parameters, before.Parameters)

@@ -1,6 +1,6 @@
 /**
- * `npm run deploy` and `npm run publish` against moto's server, run as a user runs them (child
- * processes of scripts/deploy.ts and scripts/publish.ts, configured only by AWS_* variables), then
+ * `npm run deploy` and `npm run publish:code` against moto's server, run as a user runs them (child
+ * processes of the CLI's `deploy` and `publish`, configured only by AWS_* variables), then
  * checked resource by resource through the services' own APIs.
  *
  * What moto's CloudFormation does not apply, and so is checked on the template instead
@@ -30,16 +30,16 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, inject } from "vitest"
-import { isArchitecture, root, writeZip, zipPath } from "../../scripts/build.ts"
-import { deploy, s3Client } from "../../scripts/deploy.ts"
+import { isArchitecture, root, writeZip, zipPath } from "../../src/deploy/build.ts"
+import { deploy, s3Client } from "../../src/deploy/deploy.ts"
 import { uniqueName } from "../support/aws.ts"
 
 const execFileAsync = promisify(execFile)
 
-/** Runs scripts/<name>.ts as `npm run <name> -- ...args` would; returns what it printed. */
+/** Runs the CLI's `<name>` as `npm run <name> -- ...args` would; returns what it printed. */
 const runScript = async (name: "deploy" | "publish", args: ReadonlyArray<string>): Promise<string> => {
   try {
-    const { stdout } = await execFileAsync(process.execPath, [join(root, "scripts", `${name}.ts`), ...args], { cwd: root, maxBuffer: 1 << 20 })
+    const { stdout } = await execFileAsync(process.execPath, [join(root, "src", "bin", "cli.ts"), name, ...args], { cwd: root, maxBuffer: 1 << 20 })
     return stdout
   } catch (error) {
     const { stdout, stderr } = error as { stdout?: string; stderr?: string }
@@ -388,7 +388,7 @@ describe("npm run deploy on moto", () => {
 })
 
 // publish builds the zip when the source changed since the last build: minutes on a busy 2-core machine
-describe("npm run publish on moto", { timeout: 120_000 }, () => {
+describe("npm run publish:code on moto", { timeout: 120_000 }, () => {
   it("replaces the function's code with the local zip, and nothing else", async () => {
     // code that is not this build's, as after someone else's publish
     const stale = writeZip([{ name: "dist/lambda/handler.js", data: Buffer.from("export const handler = async () => ({})\n"), mode: 0o644 }])

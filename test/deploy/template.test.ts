@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { execFile } from "node:child_process"
 import { promisify } from "node:util"
 import { beforeAll } from "vitest"
-import { templatePath } from "../../scripts/deploy.ts"
+import { templatePath } from "../../src/deploy/deploy.ts"
 import { cfnLint, python } from "../support/cfnLint.ts"
 
 const execFileAsync = promisify(execFile)

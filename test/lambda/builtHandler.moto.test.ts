@@ -7,7 +7,7 @@ import { DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCom
 import { assert, describe, it } from "@effect/vitest"
 import { pathToFileURL } from "node:url"
 import { afterAll, beforeAll } from "vitest"
-import { bundle, bundlePath } from "../../scripts/build.ts"
+import { bundle, bundlePath } from "../../src/deploy/build.ts"
 import { createBucket, createQueue, type TestQueue } from "../support/aws.ts"
 
 let sqs: SQSClient

@@ -1,5 +1,5 @@
 /**
- * `npm run publish -- --stack NAME` (or `--function NAME`): replaces the function's code and
+ * `publish --stack NAME` (or `--function NAME`, and `--pipeline ./module.ts` for an author's pipeline): replaces the function's code and
  * nothing else (UpdateFunctionCode), for a quick iteration after `npm run deploy`. The zip is
  * built for the function's own architecture if it is missing or older than the sources.
  *
@@ -9,9 +9,7 @@
 import { CloudFormationClient, DescribeStackResourcesCommand } from "@aws-sdk/client-cloudformation"
 import { GetFunctionConfigurationCommand, LambdaClient, UpdateFunctionCodeCommand, waitUntilFunctionUpdatedV2 } from "@aws-sdk/client-lambda"
 import { readFileSync } from "node:fs"
-import { parseArgs } from "node:util"
 import { type Architecture, defaultArchitecture, ensureBuilt, isArchitecture } from "./build.ts"
-import { runMain } from "./deploy.ts"
 
 /** UpdateFunctionCode takes at most 50 MB of zip in the request. */
 const directUploadLimit = 50 * 1024 * 1024
@@ -35,14 +33,18 @@ export interface PublishResult {
   readonly arch: Architecture
 }
 
-export const publish = async (target: { readonly stackName?: string | undefined; readonly functionName?: string | undefined }): Promise<PublishResult> => {
+export const publish = async (target: {
+  readonly stackName?: string | undefined
+  readonly functionName?: string | undefined
+  readonly pipelinePath?: string | undefined
+}): Promise<PublishResult> => {
   const functionName = target.functionName ?? await functionOfStack(target.stackName!)
   const lambda = new LambdaClient({})
   try {
     const configuration = await lambda.send(new GetFunctionConfigurationCommand({ FunctionName: functionName }))
     const declared = configuration.Architectures?.[0] ?? defaultArchitecture
     if (!isArchitecture(declared)) throw new Error(`${functionName} runs on ${declared}, which this project does not build for`)
-    const zip = readFileSync(await ensureBuilt(declared))
+    const zip = readFileSync(await ensureBuilt(declared, target.pipelinePath))
     if (zip.length > directUploadLimit) throw new Error(`the zip is over 50 MB: use npm run deploy, which uploads through S3`)
     const updated = await lambda.send(new UpdateFunctionCodeCommand({ FunctionName: functionName, ZipFile: zip }))
     await waitUntilFunctionUpdatedV2({ client: lambda, maxWaitTime: 300 }, { FunctionName: functionName })
@@ -50,13 +52,4 @@ export const publish = async (target: { readonly stackName?: string | undefined;
   } finally {
     lambda.destroy()
   }
-}
-
-if (import.meta.main) {
-  runMain(async () => {
-    const { values } = parseArgs({ options: { stack: { type: "string" }, function: { type: "string" } } })
-    if ((values.stack === undefined) === (values.function === undefined)) throw new Error("give --stack NAME or --function NAME")
-    const result = await publish({ stackName: values.stack, functionName: values.function })
-    console.log(`Published ${result.functionName} (${result.arch}): CodeSha256 ${result.codeSha256}`)
-  })
 }

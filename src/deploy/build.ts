@@ -1,14 +1,18 @@
 /**
- * `npm run build [-- --arch arm64|x86_64]`: the Lambda function's zip.
+ * `build [--arch arm64|x86_64] [--pipeline ./module.ts]`: the Lambda function's zip, in `dist/` of
+ * the folder the command was started in.
  *
- * 1. esbuild bundles src/lambda/handler.ts to dist/lambda/handler.js (handler
- *    `dist/lambda/handler.handler`), ESM for Node 24, the AWS SDK included. On cold start the two
+ * 1. esbuild bundles the handler to dist/lambda/handler.js (handler `dist/lambda/handler.handler`):
+ *    the built-in pipelines' (src/lambda/handler.ts), or, with `--pipeline`, the author's module
+ *    bound to `handlerFor` (src/lambda/runtime.ts), so no registry needs editing. ESM for Node 24,
+ *    the AWS SDK included. On cold start the two
  *    choices are within about 10 ms of each other (measured here, Node 24.21: the bundle imports in
  *    128 ms median against 118 ms with the SDK left to the runtime's node_modules; AWS's own
  *    measurements on Lambda favour bundling), so the tie goes to the bundle: the function runs the
  *    SDK version in package-lock.json that the tests ran, not whichever one the runtime ships.
- * 2. sharp is native and stays outside the bundle: it is installed for linux/glibc on the target
- *    architecture, whatever this machine is (npm --os/--cpu/--libc), into a cache under .tools/.
+ * 2. sharp is native and stays outside the bundle: when the bundle imports it, it is installed for
+ *    linux/glibc on the target architecture, whatever this machine is (npm --os/--cpu/--libc), into
+ *    a cache under node_modules/.cache/.
  * 3. dist/function-<arch>.zip gets the bundle, its package.json and that node_modules, minus what
  *    is only for building or reading (C++ sources, headers, type declarations, READMEs). The zip is
  *    deterministic (sorted entries, fixed timestamps), so an unchanged build uploads nothing new.
@@ -20,16 +24,23 @@ import { type BuildOptions, build as esbuild } from "esbuild"
 import { zipSync, type Zippable } from "fflate"
 import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
-import { dirname, join, relative, sep } from "node:path"
-import { parseArgs } from "node:util"
+import { createRequire } from "node:module"
+import { dirname, extname, join, relative, resolve, sep } from "node:path"
 
-export const root = join(import.meta.dirname, "..")
+/** This package's folder (the same from src/deploy/ and from the compiled lib/deploy/). */
+export const root = join(import.meta.dirname, "..", "..")
+
+/** Where the command was started: `npm run` moves to the project's folder but says where it started in `INIT_CWD`. */
+export const startedIn = (): string => process.env["INIT_CWD"] ?? process.cwd()
+
+/** Builds go to `dist/` where the command was started. */
+const outputDir = join(startedIn(), "dist")
 export const architectures = ["arm64", "x86_64"] as const
 export type Architecture = (typeof architectures)[number]
 export const defaultArchitecture: Architecture = "arm64"
 
-export const bundlePath = join(root, "dist", "lambda", "handler.js")
-export const zipPath = (arch: Architecture): string => join(root, "dist", `function-${arch}.zip`)
+export const bundlePath = join(outputDir, "lambda", "handler.js")
+export const zipPath = (arch: Architecture): string => join(outputDir, `function-${arch}.zip`)
 
 export const isArchitecture = (value: string): value is Architecture => (architectures as ReadonlyArray<string>).includes(value)
 
@@ -37,8 +48,12 @@ export const isArchitecture = (value: string): value is Architecture => (archite
 const npmCpu: Record<Architecture, string> = { arm64: "arm64", x86_64: "x64" }
 
 /** The sharp version this project is locked to; the function gets the same one. */
-export const sharpVersion = (): string =>
-  (JSON.parse(readFileSync(join(root, "node_modules", "sharp", "package.json"), "utf8")) as { version: string }).version
+export const sharpVersion = (): string => {
+  // sharp's exports map leaves out its package.json: walk up from its entry point
+  let dir = dirname(createRequire(import.meta.url).resolve("sharp"))
+  while (!existsSync(join(dir, "package.json"))) dir = dirname(dir)
+  return (JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string }).version
+}
 
 // ---------------------------------------------------------------------------------------------
 // 1. the bundle
@@ -70,23 +85,53 @@ export const lambdaBundleOptions: BuildOptions = {
   logLevel: "warning"
 }
 
-/** Bundles the handler to dist/lambda/ and returns the bundle. */
-const bundleContents = async (): Promise<Uint8Array> => {
+/** A module of this package beside this one: `.ts` here in src/, `.js` once compiled to lib/. */
+const sibling = (path: string) => join(import.meta.dirname, "..", `${path}${extname(import.meta.filename)}`)
+
+/** What to bundle: the built-in handler, or the author's module at `pipelinePath` bound to `handlerFor`. */
+const entryFor = (pipelinePath: string | undefined): BuildOptions => {
+  if (pipelinePath === undefined) return { entryPoints: [sibling("lambda/handler")] }
+  const module = resolve(startedIn(), pipelinePath)
+  if (!existsSync(module)) throw new Error(`cannot load ${pipelinePath}: no such file ${module}`)
+  return {
+    stdin: {
+      contents: [
+        `import * as author from ${JSON.stringify(module)}`,
+        `import { handlerFor } from ${JSON.stringify(sibling("lambda/runtime"))}`,
+        `export const handler = handlerFor(author.default ?? author.pipeline)`
+      ].join("\n"),
+      resolveDir: dirname(module),
+      sourcefile: "pipeline-handler.js",
+      loader: "js"
+    }
+  }
+}
+
+interface Bundle {
+  readonly contents: Uint8Array
+  /** Whether the code imports sharp, which then ships beside it. */
+  readonly usesSharp: boolean
+}
+
+/** Bundles the handler to dist/lambda/. */
+const bundleContents = async (pipelinePath?: string): Promise<Bundle> => {
   const result = await esbuild({
     ...lambdaBundleOptions,
-    entryPoints: [join(root, "src", "lambda", "handler.ts")],
+    ...entryFor(pipelinePath),
     outfile: bundlePath,
-    write: false
+    write: false,
+    metafile: true
   })
   const [output] = result.outputFiles ?? []
   if (output === undefined) throw new Error("esbuild wrote nothing")
   writeAtomically(bundlePath, output.contents)
-  writeAtomically(join(root, "dist", "lambda", "package.json"), lambdaPackageJson)
-  return output.contents
+  writeAtomically(join(outputDir, "lambda", "package.json"), lambdaPackageJson)
+  const imports = Object.values(result.metafile.outputs).flatMap((out) => out.imports)
+  return { contents: output.contents, usesSharp: imports.some((imported) => imported.external && imported.path === "sharp") }
 }
 
 /** Bundles the handler to dist/lambda/handler.js; returns its size in bytes. */
-export const bundle = async (): Promise<number> => (await bundleContents()).length
+export const bundle = async (pipelinePath?: string): Promise<number> => (await bundleContents(pipelinePath)).contents.length
 
 // ---------------------------------------------------------------------------------------------
 // 2. sharp for the target platform
@@ -108,7 +153,7 @@ const npm = (args: ReadonlyArray<string>, cwd: string) => {
 export const stageSharp = (arch: Architecture): string => {
   const version = sharpVersion()
   const cpu = npmCpu[arch]
-  const dir = join(root, ".tools", `sharp-${version}-linux-${cpu}-glibc`)
+  const dir = join(startedIn(), "node_modules", ".cache", "sqs-state-pipeline", `sharp-${version}-linux-${cpu}-glibc`)
   const modules = join(dir, "node_modules")
   const binary = join(modules, "@img", `sharp-linux-${cpu}`, "package.json")
   const libvips = join(modules, "@img", `sharp-libvips-linux-${cpu}`, "package.json")
@@ -174,13 +219,13 @@ const walk = (dir: string, zipPrefix: string, out: Array<ZipEntry>) => {
   }
 }
 
-/** What goes in the function's zip, sorted by name: the bundle, its package.json, `modules`. */
-export const zipEntries = (handlerJs: Uint8Array, modules: string): Array<ZipEntry> => {
+/** What goes in the function's zip, sorted by name: the bundle, its package.json, `modules` if any. */
+export const zipEntries = (handlerJs: Uint8Array, modules: string | undefined): Array<ZipEntry> => {
   const entries: Array<ZipEntry> = [
     { name: "dist/lambda/handler.js", data: Buffer.from(handlerJs), mode: 0o644 },
     { name: "dist/lambda/package.json", data: Buffer.from(lambdaPackageJson), mode: 0o644 }
   ]
-  walk(modules, "node_modules/", entries)
+  if (modules !== undefined) walk(modules, "node_modules/", entries)
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
 }
 
@@ -210,15 +255,17 @@ export interface BuildResult {
   readonly zipBytes: number
   readonly bundleBytes: number
   readonly entries: number
+  readonly withSharp: boolean
 }
 
-export const build = async (arch: Architecture = defaultArchitecture): Promise<BuildResult> => {
-  const handlerJs = await bundleContents()
-  const entries = zipEntries(handlerJs, stageSharp(arch))
+/** Builds the zip for `arch`: the built-in pipelines, or the author's module at `pipelinePath`. */
+export const build = async (arch: Architecture = defaultArchitecture, pipelinePath?: string): Promise<BuildResult> => {
+  const { contents, usesSharp } = await bundleContents(pipelinePath)
+  const entries = zipEntries(contents, usesSharp ? stageSharp(arch) : undefined)
   const zip = writeZip(entries)
   const path = zipPath(arch)
   writeAtomically(path, zip)
-  return { zip: path, zipBytes: zip.length, bundleBytes: handlerJs.length, entries: entries.length }
+  return { zip: path, zipBytes: zip.length, bundleBytes: contents.length, entries: entries.length, withSharp: usesSharp }
 }
 
 const newestChange = (path: string): number => {
@@ -228,34 +275,29 @@ const newestChange = (path: string): number => {
   return Math.max(stat.mtimeMs, ...readdirSync(path).map((name) => newestChange(join(path, name))))
 }
 
-/** True when the zip is missing or older than the sources, the lockfile or this script. */
+/** True when the built-in zip is missing or older than this package's code or its lockfile. */
 export const needsBuild = (arch: Architecture): boolean => {
   const zip = zipPath(arch)
   if (!existsSync(zip)) return true
-  const inputs = ["src", "package.json", "package-lock.json", join("scripts", "build.ts")].map((p) => join(root, p))
+  const inputs = [join(import.meta.dirname, ".."), join(root, "package.json"), join(root, "package-lock.json")]
   return Math.max(...inputs.map(newestChange)) > statSync(zip).mtimeMs
 }
 
-/** Builds the zip for `arch` unless it is up to date; returns its path. */
-export const ensureBuilt = async (arch: Architecture): Promise<string> => {
-  if (needsBuild(arch)) report(await build(arch), arch)
+/**
+ * Builds the zip for `arch` unless it is up to date; returns its path. An author's pipeline is
+ * always bundled again (its imports are its own); the zip is deterministic, so an unchanged one
+ * uploads nothing new.
+ */
+export const ensureBuilt = async (arch: Architecture, pipelinePath?: string): Promise<string> => {
+  if (pipelinePath !== undefined || needsBuild(arch)) report(await build(arch, pipelinePath), arch)
   return zipPath(arch)
 }
 
 const size = (bytes: number) => bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`
 
 export const report = (result: BuildResult, arch: Architecture) => {
-  console.log(`${relative(root, bundlePath).split(sep).join("/")}: ${size(result.bundleBytes)} (JS bundle, AWS SDK included)`)
-  console.log(
-    `${relative(root, result.zip).split(sep).join("/")}: ${size(result.zipBytes)} (${result.entries} files: bundle + sharp ${sharpVersion()} with libvips for linux-${npmCpu[arch]})`
-  )
-}
-
-if (import.meta.main) {
-  const { values } = parseArgs({ options: { arch: { type: "string", default: defaultArchitecture } } })
-  if (!isArchitecture(values.arch)) {
-    console.error(`--arch must be one of ${architectures.join(", ")}, not ${values.arch}`)
-    process.exit(2)
-  }
-  report(await build(values.arch), values.arch)
+  const shown = (path: string) => relative(startedIn(), path).split(sep).join("/")
+  console.log(`${shown(bundlePath)}: ${size(result.bundleBytes)} (JS bundle, AWS SDK included)`)
+  const contents = result.withSharp ? `bundle + sharp ${sharpVersion()} with libvips for linux-${npmCpu[arch]}` : "bundle"
+  console.log(`${shown(result.zip)}: ${size(result.zipBytes)} (${result.entries} files: ${contents})`)
 }

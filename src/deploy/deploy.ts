@@ -1,5 +1,5 @@
 /**
- * `npm run deploy -- --stack NAME [options]`: the whole pipeline on AWS, from infra/template.yaml.
+ * `deploy --stack NAME [options]`: the whole pipeline on AWS, from infra/template.yaml.
  *
  * Builds the zip if it is missing or older than the sources, uploads it to the stack's artifacts
  * bucket (created on first use), then creates or updates the stack through a change set, waits for
@@ -13,7 +13,7 @@
  *   --arch ARCH           arm64 (default for a new stack) or x86_64; an existing stack keeps its own
  *   --memory MB           the function's memory (MemorySize)
  *   --image-source URL    IMAGE_SOURCE, a template with {stock_no}
- *   --pipeline NAME       PIPELINE_NAME, the built-in pipeline to run
+ *   --pipeline NAME|PATH  a built-in pipeline (PIPELINE_NAME), or an author's module bundled into the function
  *   --param KEY=VALUE     any other template parameter, repeatable (for example FunctionTimeout=120)
  * A parameter not given keeps the stack's current value, or the template's default on creation.
  */
@@ -49,8 +49,7 @@ import { DescribeTimeToLiveCommand, DynamoDBClient, UpdateTimeToLiveCommand } fr
 import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { parseArgs } from "node:util"
-import { type Architecture, architectures, defaultArchitecture, ensureBuilt, isArchitecture, root } from "./build.ts"
+import { type Architecture, defaultArchitecture, ensureBuilt, isArchitecture, root } from "./build.ts"
 
 export const templatePath = join(root, "infra", "template.yaml")
 
@@ -213,6 +212,8 @@ export interface DeployOptions {
   /** Template parameters given on the command line (the rest keep their current values). */
   readonly parameters: Readonly<Record<string, string>>
   readonly arch?: Architecture | undefined
+  /** An author's pipeline module to bundle instead of the built-in pipelines. */
+  readonly pipelinePath?: string | undefined
 }
 
 export interface DeployResult {
@@ -254,7 +255,7 @@ export const deploy = async (options: DeployOptions, clients?: DeployClients): P
 
     const previousArch = previous.get("Architecture")
     const arch = options.arch ?? (previousArch !== undefined && isArchitecture(previousArch) ? previousArch : defaultArchitecture)
-    const zip = readFileSync(await ensureBuilt(arch))
+    const zip = readFileSync(await ensureBuilt(arch, options.pipelinePath))
     const bucket = await artifactsBucketName(s3, region, stackName)
     await ensureBucket(s3, bucket, region)
     const key = await uploadZip(s3, bucket, stackName, arch, zip)
@@ -323,44 +324,4 @@ export const printOutputs = (outputs: Record<string, string>) => {
   if (Object.keys(outputs).length === 0) console.log("  (the stack reports none)")
   const width = Math.max(0, ...Object.keys(outputs).map((key) => key.length))
   for (const [key, value] of Object.entries(outputs).sort()) console.log(`  ${key.padEnd(width)}  ${value}`)
-}
-
-/** Runs a script's main, printing an error as one readable message and exiting 1. */
-export const runMain = (main: () => Promise<void>) =>
-  main().catch((error: unknown) => {
-    const message = error instanceof Error ? error.message : String(error)
-    console.error(`error: ${message}`)
-    if (/Could not load credentials|Region is missing/i.test(message)) {
-      console.error("Configure AWS credentials and a region in the default chain (AWS_PROFILE, aws configure, aws sso login, or AWS_* variables).")
-    }
-    process.exitCode = 1
-  })
-
-if (import.meta.main) {
-  runMain(async () => {
-    const { values } = parseArgs({
-      options: {
-        stack: { type: "string" },
-        arch: { type: "string" },
-        memory: { type: "string" },
-        "image-source": { type: "string" },
-        pipeline: { type: "string" },
-        param: { type: "string", multiple: true }
-      }
-    })
-    if (values.stack === undefined) throw new Error("--stack NAME is required")
-    if (values.arch !== undefined && !isArchitecture(values.arch)) throw new Error(`--arch must be one of ${architectures.join(", ")}`)
-    const parameters: Record<string, string> = {}
-    for (const pair of values.param ?? []) {
-      const match = /^([A-Za-z0-9]+)=(.*)$/s.exec(pair)
-      if (match === null) throw new Error(`--param wants KEY=VALUE, not ${pair}`)
-      parameters[match[1]!] = match[2]!
-    }
-    if (values.memory !== undefined) parameters["MemorySize"] = values.memory
-    if (values["image-source"] !== undefined) parameters["ImageSource"] = values["image-source"]
-    if (values.pipeline !== undefined) parameters["PipelineName"] = values.pipeline
-    const result = await deploy({ stackName: values.stack, parameters, arch: values.arch })
-    console.log("Outputs:")
-    printOutputs(result.outputs)
-  })
 }
