@@ -3,7 +3,7 @@
  * the record id; none at the default level (Info).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Logger, LogLevel, References, Schema } from "effect"
+import { Duration, Effect, Layer, Logger, type LogLevel, References, Schema } from "effect"
 import { RetryableError } from "../../src/domain/errors.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
@@ -62,6 +62,30 @@ const linesAt = (level: LogLevel.LogLevel) =>
   })
 
 describe("engine debug lines", () => {
+  it.live("a retry line for each retry made, none for the attempt after which it gives up", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const lines: Array<string> = []
+      const busy = mutation<Greeting, RetryableError>("busy", () =>
+        Effect.suspend(() => {
+          runs++
+          return Effect.fail(new RetryableError({ message: "busy" }))
+        }))
+      const stuck = definePipeline({ ...pipeline, router: (record: Greeting) => record.greeting === undefined ? busy : done })
+      const outcomes = yield* processBatch(stuck)([message("stuck", { id: "stuck" }, 0)]).pipe(
+        Effect.provide(Layer.mergeAll(
+          MessageQueue.layerMemory({ [QUEUE]: {} }),
+          EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.millis(400) }),
+          Logger.layer([Logger.make((log) => lines.push((log.message as ReadonlyArray<unknown>).join(" ")))])
+        )),
+        Effect.provideService(References.MinimumLogLevel, "Debug")
+      )
+      assert.deepStrictEqual(outcomes.map((outcome) => outcome._tag), ["Failed"])
+      const retries = lines.filter((line) => line.startsWith("record stuck: busy failed with RetryableError, retry "))
+      assert.isAtLeast(runs, 2)
+      assert.strictEqual(retries.length, runs - 1)
+    }))
+
   it.live("at Debug: a line per step with the record id, step and mutation; per retry with the error and attempt; per done", () =>
     Effect.gen(function*() {
       const lines = (yield* linesAt("Debug")).map((line) => line.replace(/ in [\d.]+m?s( \d+ns)?$|in \d+ms \d+[nµ]s$/, " in …"))
