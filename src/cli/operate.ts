@@ -248,7 +248,13 @@ const outcomeText = (step: TracedStep) => {
 export const traceText = (trace: Trace): string =>
   trace.chains.map((chain) => {
     const head = `${chain.recordId === null ? "record (id not in the ledger)" : `record ${chain.recordId}`} · trace ${chain.traceId}`
-    const rows = chain.steps.map((step) => `  step ${step.step}  ${step.at}  message ${step.messageId}  ${outcomeText(step)}`)
+    const rows = chain.steps.map((step) =>
+      `  step ${step.step}  ${step.at}  message ${step.messageId}  ${outcomeText(step)}` +
+      (step.redriven === null
+        ? ""
+        : `\n      redriven: before it, message ${step.redriven.messageId} was dead-lettered ${step.redriven.deadLetteredAt}: ` +
+          `${step.redriven.reason.tag} at ${step.redriven.reason.stage ?? "?"}`)
+    )
     return [head, ...rows].join("\n")
   }).join("\n\n")
 

@@ -6,8 +6,8 @@
  * - declared: the router's answer for the pipeline's initial record (a pure call, nothing is run);
  * - observed: the transitions the transition ledger saw, with their counts. A state is named by the
  *   mutation that made it (`produced` for a chain's first message), a transition by the mutation
- *   that left it; a record done leaves to `[*]`, a dead letter to `dead_letters` with its stage and
- *   reason. Steps claimed with nothing after them yet are noted as in flight.
+ *   that left it; a record done leaves to `[*]`, a dead letter to `dead_letters` with its reason
+ *   and stage. Steps claimed with nothing after them yet are noted as in flight.
  */
 import { Effect, Schema } from "effect"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
@@ -23,7 +23,7 @@ export interface DiagramTransition {
   readonly from: string
   /** A state, `[*]` (done) or `dead_letters`. */
   readonly to: string
-  /** The mutation run, `done`, or a dead letter's `stage: reason`. */
+  /** The mutation run, `done`, or a dead letter's `reason at stage` (as `dlq list` says it). */
   readonly label: string
   /** Times the ledger saw it; null for a transition only declared. */
   readonly count: number | null
@@ -72,8 +72,10 @@ export const observed = (entries: ReadonlyArray<Entry>) => {
         unlabelled++
         continue
       }
+      // a dead letter since redriven was a transition to the dead-letter queue all the same
+      if (step.redriven !== null) add(state, DEAD_LETTERS, `${step.redriven.reason.tag} at ${step.redriven.reason.stage ?? "?"}`)
       if (step.outcome === "done") add(state, DONE, "done")
-      else if (step.outcome === "dead-lettered") add(state, DEAD_LETTERS, `${step.reason?.stage ?? "?"}: ${step.reason?.tag ?? "unknown"}`)
+      else if (step.outcome === "dead-lettered") add(state, DEAD_LETTERS, `${step.reason?.tag ?? "unknown"} at ${step.reason?.stage ?? "?"}`)
       else if (step.outcome === "advanced" && step.mutation !== null) add(state, step.mutation, step.mutation)
       else if (step.outcome === "in-flight") inFlight[state] = (inFlight[state] ?? 0) + 1
     }

@@ -61,6 +61,8 @@ const lastHour = (ledger: TransitionLedger["Service"]) =>
         if (entry.ending.tag === "Done") done++
         else deadLettered++
       }
+      // dead-lettered, then redriven
+      if (entry.earlier !== undefined && entry.earlier.at >= since) deadLettered++
     }
     return { started, steps, done, deadLettered }
   })

@@ -5,7 +5,8 @@
  * mutation that made that message's state; endings (done, dead-lettered) are written apart. So a
  * step's outcome is read, not guessed: its ending if it has one, else `advanced` when the next
  * step was claimed (whose entry names the mutation this step ran), else `in-flight` (claimed, and
- * nothing after it yet: running, waiting for a retry, or its successor not yet received).
+ * nothing after it yet: running, waiting for a retry, or its successor not yet received). A step
+ * redriven from the dead-letter queue shows the dead-lettered attempt it replaced.
  */
 import { Effect, Schema } from "effect"
 import { type Entry, TransitionLedger } from "../services/TransitionLedger.ts"
@@ -31,6 +32,12 @@ export interface TracedStep {
   readonly reason: { readonly tag: string; readonly message: string | null; readonly stage: string | null } | null
   /** Copies of this step's message skipped as duplicates. */
   readonly duplicatesSkipped: number
+  /** The dead-lettered attempt at this step that a redrive's message replaced (the latest only). */
+  readonly redriven: {
+    readonly messageId: string
+    readonly deadLetteredAt: string
+    readonly reason: { readonly tag: string; readonly message: string | null; readonly stage: string | null }
+  } | null
 }
 
 export interface TracedChain {
@@ -73,7 +80,12 @@ export const chainOf = (entries: ReadonlyArray<Entry>): TracedChain => {
         reason: ending?.tag === "DeadLettered"
           ? { tag: ending.reason ?? "unknown", message: ending.message ?? null, stage: ending.stage ?? null }
           : null,
-        duplicatesSkipped: entry.duplicatesSkipped
+        duplicatesSkipped: entry.duplicatesSkipped,
+        redriven: entry.earlier === undefined ? null : {
+          messageId: entry.earlier.messageId,
+          deadLetteredAt: iso(entry.earlier.at),
+          reason: { tag: entry.earlier.reason ?? "unknown", message: entry.earlier.message ?? null, stage: entry.earlier.stage ?? null }
+        }
       }
     })
   }

@@ -13,7 +13,7 @@
  * made the message's state and, once a chain, the record's id; a place was advanced when the next
  * place is claimed. Only the endings are written apart (`finish`): done, dead-lettered with its
  * reason (which also gives the place back, as a redrive sends a new message for it), and a copy
- * skipped.
+ * skipped; and a redrive's message, taking a dead letter's place, keeps that attempt (`earlier`).
  *
  * Layers: DynamoDB (`ledger/dynamo.ts`), the local queue's SQLite file (`ledger/local.ts`), memory
  * (here, for tests), and none: without a ledger every claim is won, forks stay possible and there
@@ -71,6 +71,18 @@ export interface Entry extends Place {
   } | undefined
   /** Copies of this place's message skipped. */
   readonly duplicatesSkipped: number
+  /**
+   * The dead-lettered attempt this claim took the place of (a redrive's message), the latest one
+   * only; written by the claim that takes the place, one more write for a redriven step.
+   */
+  readonly earlier?: {
+    readonly messageId: string
+    /** Epoch ms it was dead-lettered. */
+    readonly at: number
+    readonly reason?: string | undefined
+    readonly message?: string | undefined
+    readonly stage?: string | undefined
+  } | undefined
 }
 
 export class LedgerError extends Schema.TaggedError<LedgerError>()("LedgerError", {
@@ -189,7 +201,20 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
             const current = held.get(key)
             const free = current === undefined || current.expiresAt <= now || current.ending?.tag === "DeadLettered"
             if (!free && current.messageId !== claim.messageId) return "Duplicate"
+            const deadLetter = current?.ending?.tag === "DeadLettered" && current.messageId !== claim.messageId ? current : undefined
             held.set(key, {
+              // a redrive's message keeps the attempt it replaced; a redelivery what its place kept
+              earlier: deadLetter !== undefined
+                ? {
+                  messageId: deadLetter.messageId,
+                  at: deadLetter.ending!.at,
+                  reason: deadLetter.ending!.reason,
+                  message: deadLetter.ending!.message,
+                  stage: deadLetter.ending!.stage
+                }
+                : free
+                ? undefined
+                : current.earlier,
               traceId: claim.traceId,
               step: claim.step,
               messageId: claim.messageId,

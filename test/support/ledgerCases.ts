@@ -151,6 +151,18 @@ export const ledgerCases = (it: Vitest.MethodsNonLive<TransitionLedger>) => {
       const after = (yield* history(first)).find((entry) => entry.step === 1)!
       assert.strictEqual(after.messageId, "redriven")
       assert.isUndefined(after.ending)
+      // the attempt it replaced is kept: which message, when, why
+      assert.deepStrictEqual(after.earlier, {
+        messageId: "a1",
+        at: entries[1]!.ending!.at,
+        reason: "CorruptImage",
+        message: "premature end",
+        stage: "thumbnail_200"
+      })
+      // a redelivery of the redriven message keeps it too; a place never dead-lettered has none
+      assert.deepStrictEqual(yield* claim({ traceId: first, step: 1, messageId: "redriven", mutation: "download" }), ["Redelivery"])
+      assert.deepStrictEqual((yield* history(first)).find((entry) => entry.step === 1)!.earlier, after.earlier)
+      assert.isUndefined((yield* history(first)).find((entry) => entry.step === 0)!.earlier)
     }))
 
   it.effect("entries: every place claimed since a time", () =>

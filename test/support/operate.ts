@@ -193,6 +193,12 @@ export const describeOperate = (name: BackendName) => {
       const after = await runJson(["status"], env)
       assert.deepStrictEqual(after.deadLetters.reasons, { SchemaViolation: 1 })
       assert.deepInclude(after.queue, { visible: 0, inFlight: 0 })
+      // the record's history: done, and the attempt the redrive replaced is still told
+      const traced = (await runJson(["trace", BROKEN], env)).chains[0]
+      assert.deepStrictEqual(traced.steps.map((step: any) => [step.step, step.outcome]), [[0, "advanced"], [1, "advanced"], [2, "advanced"], [3, "done"]])
+      assert.deepInclude(traced.steps[1].redriven.reason, { tag: "CorruptImage", stage: "thumbnail_200" })
+      assert.match((await runExpect(["trace", BROKEN], env)).stdout, /\n {6}redriven: before it, message \S+ was dead-lettered \S+: CorruptImage at thumbnail_200\n/)
+      assert.strictEqual(after.lastHour.deadLettered, 2, "the redriven dead letter still counts")
     })
 
     it("a redrive killed halfway, then run again: every dead letter exactly once in the source queue", async () => {
@@ -265,9 +271,9 @@ export const describeOperate = (name: BackendName) => {
       const counts = Object.fromEntries(diagram.transitions.map((t: any) => [`${t.from} -> ${t.to}: ${t.label}`, t.count]))
       assert.deepStrictEqual(counts, {
         "produced -> download: download": 2,
-        "produced -> dead_letters: decode: SchemaViolation": 1,
+        "produced -> dead_letters: SchemaViolation at decode": 1,
         "download -> thumbnail_200: thumbnail_200": 1,
-        "download -> dead_letters: thumbnail_200: CorruptImage": 1,
+        "download -> dead_letters: CorruptImage at thumbnail_200": 1,
         "thumbnail_200 -> thumbnail_100: thumbnail_100": 1,
         "thumbnail_100 -> [*]: done": 1
       })
@@ -275,7 +281,7 @@ export const describeOperate = (name: BackendName) => {
       assert.strictEqual(mermaid.trim(), diagram.mermaid)
       assert.match(mermaid, /^stateDiagram-v2$/m)
       assert.match(mermaid, /^ {4}produced --> after_download : download \(2\)$/m)
-      assert.match(mermaid, /^ {4}after_download --> dead_letters : thumbnail_200: CorruptImage \(1\)$/m)
+      assert.match(mermaid, /^ {4}after_download --> dead_letters : CorruptImage at thumbnail_200 \(1\)$/m)
       assert.match(mermaid, /^ {4}after_thumbnail_100 --> \[\*\] : done \(1\)$/m)
 
       const status = await runJson(["status"], env)

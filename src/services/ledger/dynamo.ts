@@ -7,7 +7,9 @@
  * key of the sparse index `byRecordId` (a chain's first message that knows its record id carries
  * it, so the index costs a write per chain, not per step). An ending adds `ending` (S, `Done` or
  * `DeadLettered`), `endedAt` (N, ms) and for a dead letter `reason`, `reasonMessage`, `stage` (S);
- * skipped copies add to `duplicatesSkipped` (N). A claim is one PutItem (one write unit for these
+ * skipped copies add to `duplicatesSkipped` (N); a redrive's message taking a dead letter's place
+ * keeps that attempt as `earlierMessageId`, `earlierAt`, `earlierReason`, `earlierReasonMessage`,
+ * `earlierStage` (one UpdateItem more, for a redriven step only). A claim is one PutItem (one write unit for these
  * small items), an ending one UpdateItem. Region, endpoint and credentials come from the SDK's own
  * conventions (AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB, the default credential chain).
  */
@@ -37,6 +39,11 @@ const CLAIM_CONCURRENCY = 10
 
 const isConditionFailure = (cause: unknown): boolean =>
   typeof cause === "object" && cause !== null && (cause as { name?: unknown }).name === "ConditionalCheckFailedException"
+
+/** A dead-lettered item's attempt, and an item's kept one: message id, when, reason, its message, stage. */
+const earlierOf = (old: Record<string, AttributeValue>) => [old["messageId"], old["endedAt"], old["reason"], old["reasonMessage"], old["stage"]]
+const keptEarlier = (old: Record<string, AttributeValue>) =>
+  [old["earlierMessageId"], old["earlierAt"], old["earlierReason"], old["earlierReasonMessage"], old["earlierStage"]]
 
 /** The index of chains by record id (see infra/template.yaml). */
 export const RECORD_ID_INDEX = "byRecordId"
@@ -105,14 +112,50 @@ export const make = (tableName: string) => Effect.gen(function*() {
         }),
         { abortSignal }
       )).pipe(
-        Effect.map((output): ClaimResult => {
-          if (output === false) return "Duplicate"
+        Effect.flatMap((output): Effect.Effect<ClaimResult, LedgerError> => {
+          if (output === false) return Effect.succeed("Duplicate")
           const old = output.Attributes
           // an expired claim taken over counts as won, whoever held it (as in layerMemory)
           const live = old !== undefined && Number(old["expiresAt"]?.N) >= nowSeconds && old["ending"]?.S !== "DeadLettered"
-          return live && old["messageId"]?.S === claim.messageId ? "Redelivery" : "Won"
+          const result: ClaimResult = live && old["messageId"]?.S === claim.messageId ? "Redelivery" : "Won"
+          if (old?.["ending"]?.S === "DeadLettered" && old["messageId"]?.S !== claim.messageId) {
+            return Effect.as(keepEarlier(claim, earlierOf(old)), result)
+          }
+          // the put replaced the item: a redelivery keeps the attempt its place already kept
+          const kept = old?.["earlierMessageId"] === undefined || result !== "Redelivery" ? undefined : old
+          return kept === undefined ? Effect.succeed(result) : Effect.as(keepEarlier(claim, keptEarlier(kept)), result)
         })
       )
+  }
+
+  /** A redrive's message took a dead letter's place: the place keeps that attempt (one more write, for a redriven step only). */
+  const keepEarlier = (claim: Claim, earlier: ReadonlyArray<AttributeValue | undefined>) => {
+    const [messageId, at, reason, reasonMessage, stage] = earlier
+    const values: Record<string, AttributeValue> = {
+      ":em": messageId ?? { S: "" },
+      ":ea": at ?? { N: "0" },
+      ...(reason === undefined ? {} : { ":er": reason }),
+      ...(reasonMessage === undefined ? {} : { ":erm": reasonMessage }),
+      ...(stage === undefined ? {} : { ":es": stage })
+    }
+    const set = [
+      "earlierMessageId = :em",
+      "earlierAt = :ea",
+      ...(":er" in values ? ["earlierReason = :er"] : []),
+      ...(":erm" in values ? ["earlierReasonMessage = :erm"] : []),
+      ...(":es" in values ? ["earlierStage = :es"] : [])
+    ]
+    return call("UpdateItem", (abortSignal) =>
+      client.send(
+        new UpdateItemCommand({
+          TableName: tableName,
+          Key: key(claim),
+          UpdateExpression: `SET ${set.join(", ")}`,
+          ConditionExpression: "messageId = :m",
+          ExpressionAttributeValues: { ...values, ":m": { S: claim.messageId } }
+        }),
+        { abortSignal }
+      ))
   }
 
   const claim = Effect.fn("DynamoLedger.claim")(function*(claims: ReadonlyArray<Claim>) {
@@ -243,6 +286,13 @@ const entryOf = (item: Record<string, AttributeValue>): Entry => {
     ending: ending === "Done" || ending === "DeadLettered"
       ? { tag: ending, at: Number(item["endedAt"]?.N), reason: text("reason"), message: text("reasonMessage"), stage: text("stage") }
       : undefined,
-    duplicatesSkipped: Number(item["duplicatesSkipped"]?.N ?? 0)
+    duplicatesSkipped: Number(item["duplicatesSkipped"]?.N ?? 0),
+    earlier: text("earlierMessageId") === undefined ? undefined : {
+      messageId: text("earlierMessageId")!,
+      at: Number(item["earlierAt"]?.N),
+      reason: text("earlierReason"),
+      message: text("earlierReasonMessage"),
+      stage: text("earlierStage")
+    }
   }
 }

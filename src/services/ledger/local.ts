@@ -37,7 +37,12 @@ const HISTORY_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ["reason", "TEXT"],
   ["reason_message", "TEXT"],
   ["stage", "TEXT"],
-  ["duplicates_skipped", "INTEGER NOT NULL DEFAULT 0"]
+  ["duplicates_skipped", "INTEGER NOT NULL DEFAULT 0"],
+  ["earlier_message_id", "TEXT"],
+  ["earlier_at", "INTEGER"],
+  ["earlier_reason", "TEXT"],
+  ["earlier_reason_message", "TEXT"],
+  ["earlier_stage", "TEXT"]
 ]
 
 const addHistoryColumns = (db: DatabaseSync) =>
@@ -65,6 +70,11 @@ interface Row {
   readonly reason_message: string | null
   readonly stage: string | null
   readonly duplicates_skipped: number
+  readonly earlier_message_id: string | null
+  readonly earlier_at: number | null
+  readonly earlier_reason: string | null
+  readonly earlier_reason_message: string | null
+  readonly earlier_stage: string | null
 }
 
 const entryOf = (row: Row): Entry => ({
@@ -83,7 +93,14 @@ const entryOf = (row: Row): Entry => ({
       stage: row.stage ?? undefined
     }
     : undefined,
-  duplicatesSkipped: row.duplicates_skipped
+  duplicatesSkipped: row.duplicates_skipped,
+  earlier: row.earlier_message_id === null ? undefined : {
+    messageId: row.earlier_message_id,
+    at: row.earlier_at ?? 0,
+    reason: row.earlier_reason ?? undefined,
+    message: row.earlier_reason_message ?? undefined,
+    stage: row.earlier_stage ?? undefined
+  }
 })
 
 /** The ledger in `<directory>/queue.sqlite`, beside the local queue; closed with the scope. */
@@ -92,10 +109,11 @@ export const make = (directory: string) =>
     const db = yield* openDatabase(directory, SCHEMA, 5000, (_file, cause) => ledgerError("OpenDatabase", cause))
     yield* Effect.try({ try: () => addHistoryColumns(db), catch: (cause) => ledgerError("OpenDatabase", cause) })
     const statements = {
-      holder: db.prepare(`SELECT message_id, expires_at, ending FROM ledger WHERE trace_id = ? AND step = ?`),
+      holder: db.prepare(`SELECT * FROM ledger WHERE trace_id = ? AND step = ?`),
       take: db.prepare(
-        `INSERT OR REPLACE INTO ledger (trace_id, step, message_id, claimed_at, expires_at, record_id, mutation)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`
+        `INSERT OR REPLACE INTO ledger (trace_id, step, message_id, claimed_at, expires_at, record_id, mutation,
+           earlier_message_id, earlier_at, earlier_reason, earlier_reason_message, earlier_stage)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
       ),
       end: db.prepare(
         `UPDATE ledger SET ending = ?, ended_at = ?, reason = ?, reason_message = ?, stage = ?
@@ -118,11 +136,17 @@ export const make = (directory: string) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
           claims.length === 0 ? Effect.succeed([]) : transaction("Claim", () =>
             claims.map((claim): ClaimResult => {
-              const current = statements.holder.get(claim.traceId, claim.step) as
-                | { readonly message_id: string; readonly expires_at: number; readonly ending: string | null }
-                | undefined
+              const current = statements.holder.get(claim.traceId, claim.step) as unknown as (Row & { readonly expires_at: number }) | undefined
               const held = current !== undefined && current.expires_at > now && current.ending !== "DeadLettered"
               if (held && current.message_id !== claim.messageId) return "Duplicate"
+              // a redrive's message takes a dead letter's place: the place keeps that attempt
+              const replaced = current?.ending === "DeadLettered" && current.message_id !== claim.messageId
+              // a redelivery keeps the attempt its place already kept
+              const earlier = replaced
+                ? { ...current, earlier_message_id: current.message_id, earlier_at: current.ended_at, earlier_reason: current.reason, earlier_reason_message: current.reason_message, earlier_stage: current.stage }
+                : held
+                ? current
+                : undefined
               statements.take.run(
                 claim.traceId,
                 claim.step,
@@ -130,7 +154,12 @@ export const make = (directory: string) =>
                 now,
                 now + Duration.toMillis(CLAIM_TTL),
                 claim.recordId === undefined || claim.recordId === "" ? null : claim.recordId,
-                claim.mutation ?? null
+                claim.mutation ?? null,
+                earlier?.earlier_message_id ?? null,
+                earlier?.earlier_at ?? null,
+                earlier?.earlier_reason ?? null,
+                earlier?.earlier_reason_message ?? null,
+                earlier?.earlier_stage ?? null
               )
               return held ? "Redelivery" : "Won"
             }))),
