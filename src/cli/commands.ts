@@ -30,7 +30,7 @@ const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0)))
 /** The agent's work is mostly waiting on the network: several messages per core keep it busy. */
 export const defaultConcurrency = Math.max(10, 5 * availableParallelism())
 
-export const root = Command.make("pipeline").pipe(
+export const root = Command.make("sqs-state-pipeline").pipe(
   Command.withSharedFlags({
     pipeline: Flag.String("pipeline").pipe(
       Flag.withDescription(`A built-in pipeline by name, or the path of a module exporting one (default: $PIPELINE_NAME, else ${defaultPipelineName})`),

@@ -3,6 +3,7 @@
  * (SIGINT and SIGTERM interrupt the command; long-running ones stop gracefully, see `graceful`).
  * Exit codes: 0 success or a stop by signal, 1 failure, 2 bad usage.
  */
+import { createRequire } from "node:module"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime, SchemaIssue } from "effect"
@@ -55,7 +56,10 @@ const teardown: Runtime.Teardown = (exit, onExit) => {
   return Runtime.defaultTeardown(exit, onExit)
 }
 
-Command.run(cli, { version: "0.1.0" }).pipe(
+// the same from src/cli/ and from the compiled lib/cli/
+const { version } = createRequire(import.meta.url)("../../package.json") as { readonly version: string }
+
+Command.run(cli, { version }).pipe(
   // PIPELINE_LOG_LEVEL; inside the report, so that a wrong value is reported like any setting
   Effect.provide(logLevelLayer),
   // what the environment leaves unset, from the data dir's settings.json (npm start saves IMAGE_SOURCE there)

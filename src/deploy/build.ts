@@ -103,7 +103,9 @@ const entryFor = (pipelinePath: string | undefined): BuildOptions => {
       resolveDir: dirname(module),
       sourcefile: "pipeline-handler.js",
       loader: "js"
-    }
+    },
+    // a module exports `default` or `pipeline`, not both: the other one is undefined, as meant
+    logOverride: { "import-is-undefined": "silent" }
   }
 }
 
@@ -137,13 +139,14 @@ export const bundle = async (pipelinePath?: string): Promise<number> => (await b
 // 2. sharp for the target platform
 
 /** npm, as the one running this script when there is one (`npm run build`), else from PATH. */
-const npm = (args: ReadonlyArray<string>, cwd: string) => {
+export const npm = (args: ReadonlyArray<string>, cwd: string): string => {
   const cli = process.env["npm_execpath"]
   const [command, prefix] = cli !== undefined && /npm-cli\.c?js$/.test(cli) ? [process.execPath, [cli]] : ["npm", []]
   const result = spawnSync(command, [...prefix, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" })
   if (result.error !== undefined || result.status !== 0) {
     throw new Error(`npm ${args.join(" ")} failed:\n${result.error?.message ?? ""}${result.stdout}${result.stderr}`)
   }
+  return result.stdout
 }
 
 /**
