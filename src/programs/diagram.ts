@@ -9,9 +9,10 @@
  *   that left it; a record done leaves to `[*]`, a dead letter to `dead_letters` with its reason
  *   and stage. Steps claimed with nothing after them yet are noted as in flight.
  */
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
-import { type Entry, sortEntries, TransitionLedger } from "../services/TransitionLedger.ts"
+import { EngineSettings } from "../services/EngineSettings.ts"
+import { type Entry, ofQueue, sortEntries, TransitionLedger } from "../services/TransitionLedger.ts"
 import { chainsOf } from "./trace.ts"
 
 export const START = "produced"
@@ -107,8 +108,12 @@ export const mermaid = (pipeline: string, transitions: ReadonlyArray<DiagramTran
 // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
 export const pipelineDiagram = Effect.fn("pipelineDiagram")(function*(pipeline: AnyPipeline) {
   const ledger = yield* TransitionLedger
-  // every entry: on DynamoDB a scan of the table (about 128 read units per MB read, eventually consistent)
-  const seen = ledger.enabled ? observed(sortEntries(yield* ledger.entries(0))) : { transitions: [], inFlight: {}, unlabelled: 0 }
+  // every entry of the pipeline's queue (a ledger may serve several): on DynamoDB a scan of the table
+  const settings = yield* Effect.serviceOption(EngineSettings)
+  const ofThisQueue = Option.isSome(settings) ? ofQueue(settings.value.queueUrl) : () => true
+  const seen = ledger.enabled
+    ? observed(sortEntries((yield* ledger.entries(0)).filter(ofThisQueue)))
+    : { transitions: [], inFlight: {}, unlabelled: 0 }
   const first = declaredFirst(pipeline)
   const declared = first !== undefined && !seen.transitions.some((t) => t.from === first.from && t.to === first.to) ? [first] : []
   const transitions = [...declared, ...seen.transitions].sort((a, b) =>

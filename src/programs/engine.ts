@@ -235,7 +235,8 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const outcomes: Array<Outcome> = []
     // each place in a chain is advanced by one message only: claim them all before running anything
     const ledger = yield* Effect.serviceOption(TransitionLedger)
-    const claims = Option.isNone(ledger) ? [] : messages.map(claimOf)
+    // the queue too: one ledger (the local queue's file) may serve several pipelines' queues
+    const claims = Option.isNone(ledger) ? [] : messages.map((message) => ({ ...claimOf(message), queue: settings.queueUrl }))
     const claiming = Option.isNone(ledger)
       // Stryker disable next-line StringLiteral: only "Duplicate" is ever asked of a claim
       ? Exit.succeed(messages.map(() => "Won" as const))

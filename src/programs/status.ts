@@ -4,7 +4,7 @@
  */
 import { Clock, Effect, Option } from "effect"
 import { MessageQueue } from "../services/MessageQueue.ts"
-import { TransitionLedger } from "../services/TransitionLedger.ts"
+import { type LedgerError, ofQueue, TransitionLedger } from "../services/TransitionLedger.ts"
 import { countBy, peekDeadLetters } from "./deadLetters.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 
@@ -46,10 +46,10 @@ const HOUR_MS = 3_600_000
 const SQS_AGE_NOTE = "not known: SQS does not report it without a receive, which would count against maxReceiveCount (CloudWatch has it: ApproximateAgeOfOldestMessage)"
 
 /** The last hour from the ledger's entries (on DynamoDB, a scan of the table). */
-const lastHour = (ledger: TransitionLedger["Service"]) =>
+const lastHour = (ledger: TransitionLedger["Service"], queueUrl: string) =>
   Effect.gen(function*() {
     const since = (yield* Clock.currentTimeMillis) - HOUR_MS
-    const entries = yield* ledger.entries(since)
+    const entries = (yield* ledger.entries(since)).filter(ofQueue(queueUrl))
     const steps: Record<string, number> = {}
     let started = 0
     let done = 0
@@ -71,13 +71,22 @@ const lastHour = (ledger: TransitionLedger["Service"]) =>
 export const STATUS_PEEK_LIMIT = 1000
 
 // Stryker disable next-line StringLiteral: a span name; nothing a user sees without a tracer
-export const pipelineStatus = Effect.fn("pipelineStatus")(function*(peekLimit: number = STATUS_PEEK_LIMIT) {
+/** The last hour from the transition ledger; null without one. On DynamoDB a scan of the table, so `status --watch` reads it less often. */
+export const ledgerLastHour: Effect.Effect<Status["lastHour"], LedgerError, EngineSettings> = Effect.gen(function*() {
+  const ledger = yield* Effect.serviceOption(TransitionLedger)
+  const { queueUrl } = yield* EngineSettings
+  return Option.isSome(ledger) && ledger.value.enabled ? yield* lastHour(ledger.value, queueUrl) : null
+})
+
+export const pipelineStatus = Effect.fn("pipelineStatus")(function*(
+  peekLimit: number = STATUS_PEEK_LIMIT,
+  lastHourOf: Effect.Effect<Status["lastHour"], LedgerError, EngineSettings> = ledgerLastHour
+) {
   const { queueUrl } = yield* EngineSettings
   const queue = yield* MessageQueue
   const attributes = yield* queue.attributes(queueUrl)
   const peek = yield* peekDeadLetters(peekLimit)
-  const ledger = yield* Effect.serviceOption(TransitionLedger)
-  const hour = Option.isSome(ledger) && ledger.value.enabled ? yield* lastHour(ledger.value) : null
+  const hour = yield* lastHourOf
   const oldest = attributes.oldestAgeSeconds ?? null
   return {
     queue: {

@@ -36,6 +36,8 @@ export interface Claim extends Place {
   readonly recordId?: string | undefined
   /** The mutation that made the message's state (`pipeline.mutation`); none for a chain's first message. */
   readonly mutation?: string | undefined
+  /** The queue the message came from: a ledger may serve several (locally, a queue per pipeline). */
+  readonly queue?: string | undefined
 }
 
 /** `Won`: the place was free. `Redelivery`: this same message already held it. `Duplicate`: another message holds it. */
@@ -59,6 +61,7 @@ export interface Entry extends Place {
   readonly messageId: string
   readonly recordId?: string | undefined
   readonly mutation?: string | undefined
+  readonly queue?: string | undefined
   /** Epoch ms of the latest claim. */
   readonly claimedAt: number
   readonly ending?: {
@@ -220,6 +223,7 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
               messageId: claim.messageId,
               recordId: claim.recordId,
               mutation: claim.mutation,
+              queue: claim.queue,
               claimedAt: now,
               duplicatesSkipped: 0,
               expiresAt: now + Duration.toMillis(CLAIM_TTL)
@@ -252,6 +256,9 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
     })
   })
 }
+
+/** Whether an entry is of `queue`'s messages (entries claimed before the ledger kept the queue count as any). */
+export const ofQueue = (queue: string) => (entry: Entry): boolean => entry.queue === undefined || entry.queue === queue
 
 /** Entries by chain (the chain whose earliest claim is earliest first) and step. */
 export const sortEntries = (entries: ReadonlyArray<Entry>): ReadonlyArray<Entry> => {

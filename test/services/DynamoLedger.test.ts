@@ -29,7 +29,7 @@ describe("DynamoLedger", () => {
         const now = Date.UTC(2026, 2, 1, 12, 0, 0, 250)
         yield* TestClock.setTime(now)
         const traceId = uniqueName("trace")
-        yield* TransitionLedger.use((ledger) => ledger.claim([{ traceId, step: 7, messageId: "m1", mutation: "thumbnail", recordId: "STK1" }]))
+        yield* TransitionLedger.use((ledger) => ledger.claim([{ traceId, step: 7, messageId: "m1", mutation: "thumbnail", recordId: "STK1", queue: "q" }]))
         const { Item } = yield* withDynamo((client) =>
           client.send(new GetItemCommand({ TableName: tableName, Key: { traceId: { S: traceId }, step: { N: "7" } } }))
         )
@@ -40,6 +40,7 @@ describe("DynamoLedger", () => {
           claimedAt: { N: String(now) },
           expiresAt: { N: String(Math.floor(now / 1000) + 14 * 24 * 3600) },
           mutation: { S: "thumbnail" },
+          queue: { S: "q" },
           recordId: { S: "STK1" }
         })
       }))

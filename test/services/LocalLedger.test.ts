@@ -41,7 +41,7 @@ describe("LocalLedger", () => {
       old.close()
       const ledger = yield* LocalLedger.make(directory)
       assert.deepStrictEqual(yield* ledger.history("t"), [
-        { traceId: "t", step: 0, messageId: "m0", recordId: undefined, mutation: undefined, claimedAt: 1000, ending: undefined, duplicatesSkipped: 0, earlier: undefined }
+        { traceId: "t", step: 0, messageId: "m0", recordId: undefined, mutation: undefined, queue: undefined, claimedAt: 1000, ending: undefined, duplicatesSkipped: 0, earlier: undefined }
       ])
       assert.deepStrictEqual(yield* ledger.claim([{ traceId: "t", step: 0, messageId: "m1" }]), ["Duplicate"])
       assert.deepStrictEqual(yield* ledger.claim([{ traceId: "t", step: 1, messageId: "m1", mutation: "next", recordId: "r" }]), ["Won"])

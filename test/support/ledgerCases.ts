@@ -106,7 +106,7 @@ export const ledgerCases = (it: Vitest.MethodsNonLive<TransitionLedger>) => {
       // the producer's message names the record; successors name the mutation that made them
       yield* claim({ traceId, step: 0, messageId: "m0", recordId })
       yield* TestClock.adjust(Duration.seconds(1))
-      yield* claim({ traceId, step: 1, messageId: "m1", mutation: "download" })
+      yield* claim({ traceId, step: 1, messageId: "m1", mutation: "download", queue: "q" })
       yield* TestClock.adjust(Duration.seconds(1))
       yield* claim({ traceId, step: 2, messageId: "m2", mutation: "thumbnail" })
       assert.deepStrictEqual(yield* claim({ traceId, step: 1, messageId: "copy", mutation: "download" }), ["Duplicate"])
@@ -123,6 +123,7 @@ export const ledgerCases = (it: Vitest.MethodsNonLive<TransitionLedger>) => {
         [2, "m2", "thumbnail", 2000]
       ])
       assert.strictEqual(entries[0]!.recordId, recordId)
+      assert.deepStrictEqual(entries.map((entry) => entry.queue ?? null), [null, "q", null])
       assert.deepStrictEqual(entries.map((entry) => entry.duplicatesSkipped), [0, 1, 0])
       assert.deepStrictEqual(entries.map((entry) => entry.ending?.tag ?? null), [null, null, "Done"])
       assert.strictEqual(entries[2]!.ending!.at, START + 3000)

@@ -3,8 +3,8 @@
  *
  * One item per claimed place: partition key `traceId` (S), sort key `step` (N), the claimant
  * `messageId` (S), `claimedAt` (N, ms of the latest claim), `expiresAt` (N, epoch seconds), the
- * table's TTL attribute, and where the message names them `mutation` (S) and `recordId` (S), the
- * key of the sparse index `byRecordId` (a chain's first message that knows its record id carries
+ * table's TTL attribute, the message's `queue` (S), and where the message names them `mutation`
+ * (S) and `recordId` (S), the key of the sparse index `byRecordId` (a chain's first message that knows its record id carries
  * it, so the index costs a write per chain, not per step). An ending adds `ending` (S, `Done` or
  * `DeadLettered`), `endedAt` (N, ms) and for a dead letter `reason`, `reasonMessage`, `stage` (S);
  * skipped copies add to `duplicatesSkipped` (N); a redrive's message taking a dead letter's place
@@ -103,6 +103,7 @@ export const make = (tableName: string) => Effect.gen(function*() {
             claimedAt: { N: String(now) },
             expiresAt: { N: String(Math.floor((now + Duration.toMillis(CLAIM_TTL)) / 1000)) },
             ...(claim.mutation === undefined ? {} : { mutation: { S: claim.mutation } }),
+            ...(claim.queue === undefined ? {} : { queue: { S: claim.queue } }),
             ...(claim.recordId === undefined || claim.recordId === "" ? {} : { recordId: { S: claim.recordId } })
           },
           // free, ours, expired, or given back by a dead letter
@@ -282,6 +283,7 @@ const entryOf = (item: Record<string, AttributeValue>): Entry => {
     messageId: text("messageId") ?? "",
     recordId: text("recordId"),
     mutation: text("mutation"),
+    queue: text("queue"),
     claimedAt: Number(item["claimedAt"]?.N),
     ending: ending === "Done" || ending === "DeadLettered"
       ? { tag: ending, at: Number(item["endedAt"]?.N), reason: text("reason"), message: text("reasonMessage"), stage: text("stage") }

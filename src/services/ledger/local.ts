@@ -42,7 +42,8 @@ const HISTORY_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ["earlier_at", "INTEGER"],
   ["earlier_reason", "TEXT"],
   ["earlier_reason_message", "TEXT"],
-  ["earlier_stage", "TEXT"]
+  ["earlier_stage", "TEXT"],
+  ["queue", "TEXT"]
 ]
 
 const addHistoryColumns = (db: DatabaseSync) =>
@@ -63,6 +64,7 @@ interface Row {
   readonly message_id: string
   readonly record_id: string | null
   readonly mutation: string | null
+  readonly queue: string | null
   readonly claimed_at: number
   readonly ending: string | null
   readonly ended_at: number | null
@@ -83,6 +85,7 @@ const entryOf = (row: Row): Entry => ({
   messageId: row.message_id,
   recordId: row.record_id ?? undefined,
   mutation: row.mutation ?? undefined,
+  queue: row.queue ?? undefined,
   claimedAt: row.claimed_at,
   ending: row.ending === "Done" || row.ending === "DeadLettered"
     ? {
@@ -111,9 +114,9 @@ export const make = (directory: string) =>
     const statements = {
       holder: db.prepare(`SELECT * FROM ledger WHERE trace_id = ? AND step = ?`),
       take: db.prepare(
-        `INSERT OR REPLACE INTO ledger (trace_id, step, message_id, claimed_at, expires_at, record_id, mutation,
+        `INSERT OR REPLACE INTO ledger (trace_id, step, message_id, claimed_at, expires_at, record_id, mutation, queue,
            earlier_message_id, earlier_at, earlier_reason, earlier_reason_message, earlier_stage)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
       ),
       end: db.prepare(
         `UPDATE ledger SET ending = ?, ended_at = ?, reason = ?, reason_message = ?, stage = ?
@@ -155,6 +158,7 @@ export const make = (directory: string) =>
                 now + Duration.toMillis(CLAIM_TTL),
                 claim.recordId === undefined || claim.recordId === "" ? null : claim.recordId,
                 claim.mutation ?? null,
+                claim.queue ?? null,
                 earlier?.earlier_message_id ?? null,
                 earlier?.earlier_at ?? null,
                 earlier?.earlier_reason ?? null,
