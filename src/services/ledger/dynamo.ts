@@ -2,16 +2,17 @@
  * The `TransitionLedger` on Amazon DynamoDB, through @aws-sdk/client-dynamodb.
  *
  * One item per claimed place: partition key `traceId` (S), sort key `step` (N), the claimant
- * `messageId` (S), `claimedAt` (N, ms of the latest claim), `expiresAt` (N, epoch seconds), the
- * table's TTL attribute, the message's `queue` (S), and where the message names them `mutation`
- * (S) and `recordId` (S), the key of the sparse index `byRecordId` (a chain's first message that knows its record id carries
- * it, so the index costs a write per chain, not per step). An ending adds `ending` (S, `Done` or
- * `DeadLettered`), `endedAt` (N, ms) and for a dead letter `reason`, `reasonMessage`, `stage` (S);
- * skipped copies add to `duplicatesSkipped` (N); a redrive's message taking a dead letter's place
- * keeps that attempt as `earlierMessageId`, `earlierAt`, `earlierReason`, `earlierReasonMessage`,
- * `earlierStage` (one UpdateItem more, for a redriven step only). A claim is one PutItem (one write unit for these
- * small items), an ending one UpdateItem. Region, endpoint and credentials come from the SDK's own
- * conventions (AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_DYNAMODB, the default credential chain).
+ * `messageId` (S), `claimedAt` (N, ms of the latest claim), `expiresAt` (N, epoch seconds; the
+ * table's TTL attribute), the message's `queue` (S), and where the message names them `mutation`
+ * (S) and `recordId` (S). `recordId` is the key of the sparse index `byRecordId`: only a chain's
+ * first message that knows its record id carries it, so the index costs a write per chain, not
+ * per step. An ending adds `ending` (S, `Done` or `DeadLettered`), `endedAt` (N, ms) and for a dead
+ * letter `reason`, `reasonMessage`, `stage` (S); skipped copies add to `duplicatesSkipped` (N); a
+ * redrive's message taking a dead letter's place keeps that attempt as `earlierMessageId`,
+ * `earlierAt`, `earlierReason`, `earlierReasonMessage`, `earlierStage`. A claim is one PutItem (one
+ * write unit for these small items), an ending or a kept attempt one UpdateItem. Region, endpoint
+ * and credentials come from the SDK's own conventions (AWS_REGION, AWS_ENDPOINT_URL /
+ * AWS_ENDPOINT_URL_DYNAMODB, the default credential chain).
  */
 import {
   type AttributeValue,
