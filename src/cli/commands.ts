@@ -10,7 +10,7 @@ import { runAgent } from "../programs/agent.ts"
 import { inProcessRunner } from "../programs/inProcessRunner.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { linesOf, parseInputs, produce, type ProducerInput } from "../programs/producer.ts"
-import { backendsLayer } from "./layers.ts"
+import { backendsFor } from "./layers.ts"
 import { BatchRunner } from "../services/BatchRunner.ts"
 import { loadPipeline } from "./loadPipeline.ts"
 import { clearProgress, drawProgress, summaryOf, summaryText } from "./progress.ts"
@@ -41,7 +41,7 @@ export const root = Command.make("sqs-state-pipeline").pipe(
 )
 
 /** The backends from the environment, with the pipeline's own services on top. */
-const servicesFor = (pipeline: AnyPipeline) => Layer.provideMerge(pipeline.layer, backendsLayer)
+const servicesFor = (pipeline: AnyPipeline) => Layer.provideMerge(pipeline.layer, backendsFor(pipeline.name))
 
 export const agent = Command.make(
   "agent",
@@ -149,6 +149,6 @@ export const produceCommand = Command.make(
       for (const failure of result.failed) yield* Console.error(`not sent: ${failure.body}: ${failure.reason}`)
       yield* Console.log(`sent ${result.sent} records to ${queueUrl}` + (invalid.length > 0 ? ` (${invalid.length} invalid skipped)` : ""))
       if (result.failed.length > 0) return yield* new ProduceFailed({ message: `${result.failed.length} records were not sent` })
-    }).pipe(Effect.provide(backendsLayer))
+    }).pipe(Effect.provide(backendsFor(pipeline.name)))
   })
 ).pipe(Command.withDescription("Push initial state records into the queue"))

@@ -20,12 +20,15 @@ import { pipelineDiagram } from "../programs/diagram.ts"
 import { TransitionLedger } from "../services/TransitionLedger.ts"
 import { loadPipeline } from "./loadPipeline.ts"
 import type { MoveTask } from "../services/MessageMoveTasks.ts"
-import { queueBackendsLayer } from "./layers.ts"
+import { queueBackendsFor } from "./layers.ts"
 import { RedriveJournal } from "../services/RedriveJournal.ts"
 import { root, UsageError } from "./commands.ts"
 import { graceful } from "./graceful.ts"
 
 const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0)))
+
+/** The queue of the pipeline `--pipeline` (or PIPELINE_NAME) names: locally, each pipeline has its own. */
+const queueBackends = Layer.unwrap(Effect.map(Effect.flatMap(root, ({ pipeline }) => loadPipeline(pipeline)), ({ name }) => queueBackendsFor(name)))
 
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Print one JSON object (for scripts)"), Flag.withDefault(false))
 
@@ -98,7 +101,7 @@ export const status = Command.make(
         Deferred.await(stop)
       )
     )
-  }, Effect.provide(Layer.merge(queueBackendsLayer, TransitionLedger.layerReader)))
+  }, Effect.provide(Layer.merge(queueBackends, TransitionLedger.layerReader)))
 ).pipe(Command.withDescription(
   "The queue's messages (visible, in flight, delayed, oldest), the dead letters by reason and step, and the last hour from the transition ledger"
 ))
@@ -149,7 +152,7 @@ export const dlqList = Command.make(
     const shown = peek.truncated ? ` (the first ${peek.letters.length}; --max shows more)` : ""
     yield* Console.log(`${plural(peek.count, "dead letter")} in ${peek.deadLetterQueueUrl}${shown}`)
     for (const letter of peek.letters) yield* Console.log(`\n${letterText(letter)}`)
-  }, Effect.provide(queueBackendsLayer))
+  }, Effect.provide(queueBackends))
 ).pipe(Command.withDescription("The dead letters with reason, step, receive count, source queue and body; they stay in the DLQ"))
 
 // ---- dlq redrive
@@ -218,7 +221,7 @@ export const dlqRedrive = Command.make(
     if (result._tag === "Copied" && (result.failed.length > 0 || result.notDeleted > 0)) {
       return yield* new RedriveFailed({ message: `${result.failed.length + result.notDeleted} dead letters were not fully redriven` })
     }
-  }, Effect.provide(queueBackendsLayer))
+  }, Effect.provide(queueBackends))
 ).pipe(Command.withDescription(
   "Send dead letters back to their source queue without their error.* attributes (SQS: a move task unless filtered or FIFO)"
 ))

@@ -28,7 +28,7 @@ import { DataDirConfig } from "../services/DataDir.ts"
 import { saveSettings } from "../services/settings.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
 import { defaultConcurrency, root, UsageError } from "./commands.ts"
-import { localBackendsLayer } from "./layers.ts"
+import { localBackendsFor } from "./layers.ts"
 import { clearProgress, drawProgress, summaryOf } from "./progress.ts"
 import { graceful } from "./graceful.ts"
 
@@ -127,7 +127,7 @@ export const start = Command.make(
     const pipeline = makeThumbnailPipeline(sizes)
     const stockNos = samples.images.map((image) => image.stockNo)
     // the embedded backends whatever the environment says, and the images from this server
-    const services = Layer.provideMerge(pipeline.layer, localBackendsLayer).pipe(
+    const services = Layer.provideMerge(pipeline.layer, localBackendsFor(pipeline.name)).pipe(
       Layer.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown({ IMAGE_SOURCE: server.imageSource }), { asPrimary: true }))
     )
     const interactive = yield* (yield* Stdio.Stdio).stderrIsTerminal

@@ -19,8 +19,14 @@ export interface Settings {
   readonly concurrency: number
 }
 
-/** The embedded queue's name (its dead-letter queue is `pipeline-dlq`). */
+/** The embedded queue's name when no pipeline names it (its dead-letter queue is `pipeline-dlq`). */
 export const LOCAL_QUEUE = "pipeline"
+
+/**
+ * A pipeline's embedded queue: named after the pipeline (dead letters in `<name>-dlq`), so that
+ * two pipelines on one machine cannot take each other's records.
+ */
+export const localQueueFor = (pipelineName: string): string => pipelineName.replace(/[^A-Za-z0-9_-]/g, "-") || LOCAL_QUEUE
 
 const defaults = {
   deadLetterQueueUrl: Option.none<string>(),
@@ -45,11 +51,12 @@ const settingsFor = (queueUrl: Config.Config<string>) =>
 
 // Stryker disable next-line StringLiteral: a service key; no other service has the mutant's key
 export class EngineSettings extends Context.Service<EngineSettings, Settings>()("pipeline/services/EngineSettings") {
-  /** From the environment: the queue `PIPELINE_QUEUE_URL` names, or the embedded queue. */
-  static readonly layer: Layer.Layer<EngineSettings, Config.ConfigError> = Layer.effect(
-    EngineSettings,
-    settingsFor(Config.map(QueueUrlConfig, Option.getOrElse(() => LOCAL_QUEUE)))
-  )
+  /** From the environment: the queue `PIPELINE_QUEUE_URL` names, or the embedded queue `localQueue`. */
+  static readonly layerFor = (localQueue: string): Layer.Layer<EngineSettings, Config.ConfigError> =>
+    Layer.effect(EngineSettings, settingsFor(Config.map(QueueUrlConfig, Option.getOrElse(() => localQueue))))
+
+  /** From the environment: the queue `PIPELINE_QUEUE_URL` names, or the embedded queue `pipeline`. */
+  static readonly layer: Layer.Layer<EngineSettings, Config.ConfigError> = EngineSettings.layerFor(LOCAL_QUEUE)
 
   /** From the environment, on SQS: `PIPELINE_QUEUE_URL` is required (the Lambda function). */
   static readonly layerSqs: Layer.Layer<EngineSettings, Config.ConfigError> = Layer.effect(
@@ -57,11 +64,9 @@ export class EngineSettings extends Context.Service<EngineSettings, Settings>()(
     settingsFor(QueueUrlSetting)
   )
 
-  /** From the environment, on the embedded queue whatever `PIPELINE_QUEUE_URL` says (`npm start`). */
-  static readonly layerLocal: Layer.Layer<EngineSettings, Config.ConfigError> = Layer.effect(
-    EngineSettings,
-    settingsFor(Config.succeed(LOCAL_QUEUE))
-  )
+  /** From the environment, on the embedded queue `localQueue` whatever `PIPELINE_QUEUE_URL` says (`npm start`). */
+  static readonly layerLocal = (localQueue: string = LOCAL_QUEUE): Layer.Layer<EngineSettings, Config.ConfigError> =>
+    Layer.effect(EngineSettings, settingsFor(Config.succeed(localQueue)))
 
   /** Explicit settings, defaults for the rest (tests, embedding). */
   static readonly layerWith = (settings: Partial<Settings> & Pick<Settings, "queueUrl">): Layer.Layer<EngineSettings> =>

@@ -12,7 +12,7 @@ describeAgentProcess("local")
 
 describe("agents on one local queue", { timeout: 60_000 }, () => {
   it("two agents on one queue share the work: every record done once", async () => {
-    const backend = await makeBackend.local(30)
+    const backend = await makeBackend.local(30, "tracked")
     const env = { ...backend.env, TRACKED_STEP_MS: "20" }
     await produceInProcess(backend, tracked, ids(50))
     const agents = [0, 1].map(() => startCli(["agent", ...TRACKED, "--until-empty", "--concurrency", "10"], env))

@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect } from "effect"
 import { afterAll, afterEach } from "vitest"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
-import { backendsLayer } from "../../src/cli/layers.ts"
+import { backendsFor } from "../../src/cli/layers.ts"
 import { progressLine, summaryText } from "../../src/cli/progress.ts"
 import type { AgentStats } from "../../src/programs/agent.ts"
 import { EngineSettings } from "../../src/services/EngineSettings.ts"
@@ -25,7 +25,7 @@ const sendRaw = (env: Record<string, string>, bodies: ReadonlyArray<string>) =>
       const { queueUrl } = yield* EngineSettings
       const queue = yield* MessageQueue
       yield* queue.send(queueUrl, bodies.map((body, i) => ({ id: `r${i}`, body, attributes: toAttributes(initialTransition(`r${i}`, body)) })))
-    }).pipe(Effect.provide(backendsLayer), Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env))))
+    }).pipe(Effect.provide(backendsFor("greeting")), Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env))))
   )
 
 /** The agent's last JSON log line, the summary, as data. */
@@ -37,7 +37,7 @@ const summaryOf = (stderr: string) => {
 
 describe("the agent's summary", { timeout: 60_000 }, () => {
   it("counts the record that was dead-lettered as dead-lettered, not as a transition", async () => {
-    const backend = await makeBackend.local(30)
+    const backend = await makeBackend.local(30, "greeting")
     // greeting: "a" takes two steps and is done; "b" is not a greeting record (a number), dead-lettered at once
     await sendRaw(backend.env, [`{"id":"a"}`, `{"id":"b","greeting":5}`])
     const result = await runCli(["agent", "--pipeline", "greeting", "--until-empty", "--wait-seconds", "1"], backend.env)
@@ -58,7 +58,7 @@ describe("the agent's summary", { timeout: 60_000 }, () => {
   })
 
   it("PIPELINE_LOG_LEVEL=Debug adds a line per step and per done, with the record id", async () => {
-    const backend = await makeBackend.local(30)
+    const backend = await makeBackend.local(30, "greeting")
     await sendRaw(backend.env, [`{"id":"a"}`])
     const result = await runCli(["agent", "--pipeline", "greeting", "--until-empty", "--wait-seconds", "1"], {
       ...backend.env,

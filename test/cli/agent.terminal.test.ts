@@ -28,7 +28,7 @@ const defaultConcurrencyFor = (cores: number) => Math.max(10, 5 * cores)
 
 describe("the agent at a terminal", { timeout: 60_000 }, () => {
   it.skipIf(!hasScript)("shows one live progress line, redrawn in place, then clears it and prints a summary", async () => {
-    const backend = await makeBackend.local(30)
+    const backend = await makeBackend.local(30, "tracked")
     await produceInProcess(backend, tracked, ids(10))
     // 100 ms per step: the run lasts several of the 250 ms progress ticks
     const command = [process.execPath, "src/bin/cli.ts", "agent", ...TRACKED, "--until-empty"].map(quote).join(" ")
@@ -50,13 +50,13 @@ describe("the agent at a terminal", { timeout: 60_000 }, () => {
     // the line is cleared, then the summary (stdout) follows on the same terminal
     assert.match(redraws.at(-1)!, /^agent: 10 records done, 0 dead-lettered, 0 retried; 30 transitions in [\d.]+ s \([\d.]+\/s\)\r?\n/)
     assert.notMatch(screen, /^\{"/m, "pretty logs, not JSON lines, on a terminal")
-    assert.include(screen, "agent: tracked on pipeline")
+    assert.include(screen, "agent: tracked on tracked")
     assert.strictEqual((await backend.keys("finished/")).length, 10)
   })
 
   it("Ctrl-C (SIGINT) with the default concurrency: 5 per core, at least 10, in flight; they finish, nothing stays hidden, exit 0", async () => {
     const inFlight = defaultConcurrencyFor(availableParallelism())
-    const backend = await makeBackend.local(30)
+    const backend = await makeBackend.local(30, "tracked")
     await produceInProcess(backend, tracked, ids(inFlight + 5))
     const agent = startCli(["agent", ...TRACKED], { ...backend.env, TRACKED_STEP_MS: "2000" })
     await waitFor(async () => (await backend.counts()).inFlight === inFlight, 20_000, `${inFlight} messages in flight`)
@@ -70,7 +70,7 @@ describe("the agent at a terminal", { timeout: 60_000 }, () => {
   })
 
   it("a second Ctrl-C while it finishes ends it at once: exit 130, the unfinished messages come back after their visibility timeout", async () => {
-    const backend = await makeBackend.local(30)
+    const backend = await makeBackend.local(30, "tracked")
     await produceInProcess(backend, tracked, ids(3))
     const agent = startCli(["agent", ...TRACKED], { ...backend.env, TRACKED_STEP_MS: "20000" })
     let stderr = ""
@@ -85,7 +85,7 @@ describe("the agent at a terminal", { timeout: 60_000 }, () => {
   })
 
   it.skipIf(!hasTaskset)("on one core the default concurrency is still 10", async () => {
-    const backend = await makeBackend.local(30)
+    const backend = await makeBackend.local(30, "tracked")
     const result = await startCli([], backend.env, {
       command: { file: "taskset", args: ["-c", "0", process.execPath, "src/bin/cli.ts", "agent", ...TRACKED, "--until-empty", "--wait-seconds", "0"] }
     }).exit

@@ -48,6 +48,6 @@ it.skipIf(!hasScript)("status --watch at a terminal redraws the snapshot in plac
   // a snapshot is 7 lines on the local queue with no dead letters: 4 of status, 2 of the ledger's last hour, 1 saying when and how to stop
   await waitFor(async () => screen.includes("\x1b[7F\x1b[J"), 30_000, "a redraw")
   const [first, second] = screen.split("\x1b[7F\x1b[J")
-  assert.match(first!, /^queue pipeline\r\n.*\r\ndead letters pipeline-dlq\r\n {2}0 messages\r\nlast hour \(transition ledger\)\r\n.*\r\n\(.*every 2 seconds; Ctrl-C stops\)\r\n$/)
-  assert.match(second!, /^queue pipeline\r\n/)
+  assert.match(first!, /^queue thumbnails\r\n.*\r\ndead letters thumbnails-dlq\r\n {2}0 messages\r\nlast hour \(transition ledger\)\r\n.*\r\n\(.*every 2 seconds; Ctrl-C stops\)\r\n$/)
+  assert.match(second!, /^queue thumbnails\r\n/)
 })

@@ -7,10 +7,13 @@ import { spawnSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll } from "vitest"
-import { cleanUpBackends, drainLocalQueue as drained, temporaryDir } from "../support/backends.ts"
+import { cleanUpBackends, drainLocalQueue, temporaryDir } from "../support/backends.ts"
 import { runCli, startCli } from "../support/cli.ts"
 
 afterAll(cleanUpBackends)
+
+/** What `produce --pipeline greeting` (or the tracked module) sent: that pipeline's own queue. */
+const drained = (dir: string, pipelineName = "greeting") => drainLocalQueue(dir, pipelineName)
 
 const produce = (dataDir: string, args: ReadonlyArray<string>, stdin?: string) =>
   runCli(["produce", "--pipeline", "greeting", ...args], { PIPELINE_DATA_DIR: dataDir }, stdin === undefined ? {} : { stdin })
@@ -25,7 +28,7 @@ describe("produce", { timeout: 30_000 }, () => {
     const dir = freshDir()
     const result = await produce(dir, ["a", `{"id":"b","greeting":"hi"}`])
     assert.strictEqual(result.code, 0, result.stderr)
-    assert.include(result.stdout, "sent 2 records to pipeline")
+    assert.include(result.stdout, "sent 2 records to greeting")
     const messages = await drained(dir)
     assert.sameDeepMembers(messages.map((m) => m.body), [{ id: "a" }, { id: "b", greeting: "hi" }])
     assert.isTrue(messages.every((m) => m.step === "0" && typeof m.trace === "string" && m.trace.length > 0))
@@ -45,7 +48,7 @@ describe("produce", { timeout: 30_000 }, () => {
 
     const skipped = await produce(dir, ["--file", file, "--skip-invalid"])
     assert.strictEqual(skipped.code, 0, skipped.stderr)
-    assert.include(skipped.stdout, "sent 2 records to pipeline (2 invalid skipped)")
+    assert.include(skipped.stdout, "sent 2 records to greeting (2 invalid skipped)")
     assert.sameDeepMembers((await drained(dir)).map((m) => m.body), [{ id: "one" }, { id: "three" }])
   })
 
@@ -87,16 +90,16 @@ describe("--pipeline path/to/module.ts", { timeout: 30_000 }, () => {
     const dir = freshDir()
     const result = await runCli(["produce", "--pipeline", "test/support/pipelines/named.ts", "x"], { PIPELINE_DATA_DIR: dir })
     assert.strictEqual(result.code, 0, result.stderr)
-    assert.include(result.stdout, "sent 1 records to pipeline")
+    assert.include(result.stdout, "sent 1 records to tracked")
     // the tracked pipeline's initial record (the default pipeline would have made {"stock_no":"x"})
-    assert.deepStrictEqual((await drained(dir)).map((m) => m.body), [{ id: "x" }])
+    assert.deepStrictEqual((await drained(dir, "tracked")).map((m) => m.body), [{ id: "x" }])
   })
 
   it("a module path is taken from where the command was started (INIT_CWD under npm run), not the project's folder", async () => {
     const dir = freshDir()
     const result = await runCli(["produce", "--pipeline", "pipelines/named.ts", "x"], { PIPELINE_DATA_DIR: dir, INIT_CWD: "test/support" })
     assert.strictEqual(result.code, 0, result.stderr)
-    assert.deepStrictEqual((await drained(dir)).map((m) => m.body), [{ id: "x" }])
+    assert.deepStrictEqual((await drained(dir, "tracked")).map((m) => m.body), [{ id: "x" }])
   })
 
   it("a module with neither export, or none at that path, is bad usage: one line that says so, exit 2", async () => {
@@ -130,5 +133,19 @@ describe("--pipeline path/to/module.ts", { timeout: 30_000 }, () => {
     const result = await runCli(["produce", "a"], { PIPELINE_DATA_DIR: dir, PIPELINE_NAME: "greeting" })
     assert.strictEqual(result.code, 0, result.stderr)
     assert.deepStrictEqual((await drained(dir)).map((message) => message.body), [{ id: "a" }])
+  })
+})
+
+describe("one local queue per pipeline", { timeout: 60_000 }, () => {
+  it("another pipeline's agent leaves greeting's records alone; greeting's own agent takes them to done", async () => {
+    const dir = freshDir()
+    const env = { PIPELINE_DATA_DIR: dir }
+    assert.include((await produce(dir, ["a", "b"])).stdout, "sent 2 records to greeting")
+    const other = await runCli(["agent", "--pipeline", "test/support/pipelines/tracked.ts", "--until-empty", "--wait-seconds", "0"], env)
+    assert.strictEqual(other.code, 0, other.stderr)
+    assert.include(other.stderr, `"done":0,"deadLettered":0`)
+    const own = await runCli(["agent", "--pipeline", "greeting", "--until-empty", "--wait-seconds", "0"], env)
+    assert.strictEqual(own.code, 0, own.stderr)
+    assert.include(own.stderr, `"done":2,"deadLettered":0`)
   })
 })

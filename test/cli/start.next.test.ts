@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { ConfigProvider, Effect } from "effect"
 import { afterAll, afterEach } from "vitest"
-import { backendsLayer } from "../../src/cli/layers.ts"
+import { backendsFor } from "../../src/cli/layers.ts"
 import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { cleanUpBackends, temporaryDir } from "../support/backends.ts"
@@ -24,7 +24,7 @@ const onQueue = (env: Record<string, string>) =>
       const { queueUrl } = yield* EngineSettings
       const attributes = yield* (yield* MessageQueue).attributes(queueUrl)
       return attributes.approximateVisible + attributes.approximateInFlight + attributes.approximateDelayed
-    }).pipe(Effect.provide(backendsLayer), Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env))))
+    }).pipe(Effect.provide(backendsFor("thumbnails")), Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env))))
   )
 
 describe("after npm start", { timeout: 120_000 }, () => {

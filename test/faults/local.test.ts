@@ -87,7 +87,7 @@ describe("fault suite on the local queue", () => {
       assert.include(produced.stdout, `sent ${RECORDS} records`)
 
       const sends = () => count(`SELECT count(*) AS n FROM audit_sends`)
-      const queued = () => count(`SELECT count(*) AS n FROM messages WHERE queue = 'pipeline'`)
+      const queued = () => count(`SELECT count(*) AS n FROM messages WHERE queue = 'lineage'`)
       const chaos = await runAgentsWithKills({
         start: () => startCli(["agent", ...PIPELINE, "--concurrency", "10"], env),
         agents: 2,
@@ -104,8 +104,8 @@ describe("fault suite on the local queue", () => {
         { queue: string; message_id: string; body: string; attributes: string }
       >
       const sent = rows.map((row) => sentMessage(row.queue, row.message_id, row.body, JSON.parse(row.attributes) as Record<string, string>))
-      const main = analyseSends(sent.filter((message) => message.queue === "pipeline"), ids)
-      const deadLettered = sent.filter((message) => message.queue !== "pipeline").length
+      const main = analyseSends(sent.filter((message) => message.queue === "lineage"), ids)
+      const deadLettered = sent.filter((message) => message.queue !== "lineage").length
       const lineage = analyseLineage(readLineage(lineageDir), ids)
       console.log(`fault suite, local queue, ledger ${ledgerOn ? "on" : "off"}: ${JSON.stringify({
         records: RECORDS,

@@ -14,7 +14,7 @@ import { type AnyPipeline, definePipeline, done, mutation } from "../../src/doma
 import { Attribute, initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { acknowledge, type Outcome, processBatch } from "../../src/programs/engine.ts"
 import { EngineSettings } from "../../src/services/EngineSettings.ts"
-import { backendsLayer } from "../../src/cli/layers.ts"
+import { backendsFor } from "../../src/cli/layers.ts"
 import { LOCAL_QUEUE } from "../../src/services/EngineSettings.ts"
 import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
@@ -31,7 +31,7 @@ const withEnv = (vars: Record<string, string>) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.flatMap(tempDir, (directory) =>
       effect.pipe(
-        Effect.provide(backendsLayer.pipe(
+        Effect.provide(backendsFor(LOCAL_QUEUE).pipe(
           Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({ env: { PIPELINE_DATA_DIR: directory, ...vars } })))
         ))
       ))

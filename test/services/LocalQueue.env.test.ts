@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { EngineSettings } from "../../src/services/EngineSettings.ts"
-import { backendsLayer, localBackendsLayer } from "../../src/cli/layers.ts"
+import { backendsFor, localBackendsFor } from "../../src/cli/layers.ts"
 import { LOCAL_QUEUE } from "../../src/services/EngineSettings.ts"
 import { MessageQueue } from "../../src/services/MessageQueue.ts"
 
@@ -22,7 +22,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 /** Runs with the backends an environment of `vars` gives (a data folder of its own included). */
-const withEnv = (vars: Record<string, string>, backends: typeof backendsLayer = backendsLayer) =>
+const withEnv = (vars: Record<string, string>, backends: ReturnType<typeof backendsFor> = backendsFor("pipeline")) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     Effect.flatMap(tempDir, (directory) =>
       effect.pipe(
@@ -75,7 +75,7 @@ describe("PIPELINE_MAX_RECEIVE_COUNT", () => {
     Effect.gen(function*() {
       const queue = yield* sendOne
       assert.deepStrictEqual(yield* receiveUntilGone(queue), [1, 2, 3])
-    }).pipe(withEnv({ PIPELINE_MAX_RECEIVE_COUNT: "3", PIPELINE_QUEUE_URL: "https://sqs.invalid/0/elsewhere" }, localBackendsLayer)))
+    }).pipe(withEnv({ PIPELINE_MAX_RECEIVE_COUNT: "3", PIPELINE_QUEUE_URL: "https://sqs.invalid/0/elsewhere" }, localBackendsFor("pipeline"))))
 })
 
 describe("PIPELINE_VISIBILITY_TIMEOUT", () => {

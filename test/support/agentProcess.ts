@@ -39,7 +39,7 @@ export const describeAgentProcess = (name: BackendName) => {
 
   describe(`agent and producer on ${name}`, { timeout: 60_000 }, () => {
     it("50 records produced, the agent runs until empty: all done, queue and DLQ empty", async () => {
-      const backend = await newBackend(30)
+      const backend = await newBackend(30, "tracked")
       if (name === "moto") {
         // the one place the CLI's `produce` sends to SQS (on the embedded queue: test/cli/produce.test.ts)
         const produced = await runOk(["produce", ...TRACKED, ...ids(50)], backend.env)
@@ -56,7 +56,7 @@ export const describeAgentProcess = (name: BackendName) => {
     })
 
     it("killed with SIGKILL halfway and restarted: all 50 done, none lost", async () => {
-      const backend = await newBackend(2)
+      const backend = await newBackend(2, "tracked")
       const env = { ...backend.env, TRACKED_STEP_MS: "100" }
       await produceInProcess(backend, tracked, ids(50))
       const first = startCli(["agent", ...TRACKED, "--concurrency", "10"], env)
@@ -72,7 +72,7 @@ export const describeAgentProcess = (name: BackendName) => {
     })
 
     it("a step slower than the visibility timeout runs once: the heartbeat keeps it hidden", async () => {
-      const backend = await newBackend(2)
+      const backend = await newBackend(2, "tracked")
       // 2 s visibility, heartbeat every 2/3 s; without it the message reappears at 2 s and is
       // received again within the 1 s poll, well before the 4 s step ends
       const env = { ...backend.env, TRACKED_STEP_MS: "4000", TRACKED_SLOW_STEP: "greet" }
@@ -83,7 +83,7 @@ export const describeAgentProcess = (name: BackendName) => {
     })
 
     it("SIGTERM during work: in-flight messages finish, nothing stays hidden, exit 0", async () => {
-      const backend = await newBackend(30)
+      const backend = await newBackend(30, "tracked")
       const env = { ...backend.env, TRACKED_STEP_MS: "1500" }
       await produceInProcess(backend, tracked, ids(20))
       const agent = startCli(["agent", ...TRACKED, "--concurrency", "5"], env)

@@ -14,9 +14,9 @@ import { join } from "node:path"
 import { ConfigProvider, Effect } from "effect"
 import type { AnyPipeline } from "../../src/domain/Pipeline.ts"
 import { Attribute } from "../../src/domain/transition.ts"
-import { EngineSettings } from "../../src/services/EngineSettings.ts"
+import { EngineSettings, localQueueFor } from "../../src/services/EngineSettings.ts"
 import { parseInputs, produce } from "../../src/programs/producer.ts"
-import { backendsLayer } from "../../src/cli/layers.ts"
+import { backendsFor } from "../../src/cli/layers.ts"
 import { createBucket, createQueue } from "./aws.ts"
 import * as LocalQueue from "../../src/services/queue/local.ts"
 
@@ -56,7 +56,8 @@ export const temporaryDir = (prefix: string): string => {
 }
 
 /** A fresh queue (with a dead-letter queue after 5 receives) and bucket on `name`. */
-export const makeBackend: Record<BackendName, (visibilityTimeout: number) => Promise<Backend>> = {
+/** A backend for the pipeline named `pipelineName` (locally, each pipeline has its own queue). */
+export const makeBackend: Record<BackendName, (visibilityTimeout: number, pipelineName?: string) => Promise<Backend>> = {
   moto: async (visibilityTimeout) => {
     const { sqs, s3 } = awsClients()
     const queue = await createQueue({ maxReceiveCount: 5, visibilityTimeout })
@@ -84,7 +85,7 @@ export const makeBackend: Record<BackendName, (visibilityTimeout: number) => Pro
       }
     }
   },
-  local: async (visibilityTimeout) => {
+  local: async (visibilityTimeout, pipelineName = "thumbnails") => {
     const dir = temporaryDir("agent-test-")
     const attributes = (name: string) =>
       Effect.runPromise(
@@ -106,8 +107,8 @@ export const makeBackend: Record<BackendName, (visibilityTimeout: number) => Pro
     return {
       env: { PIPELINE_DATA_DIR: dir, PIPELINE_VISIBILITY_TIMEOUT: String(visibilityTimeout) },
       counts: async () => {
-        const main = await attributes("pipeline")
-        const dead = await attributes("pipeline-dlq")
+        const main = await attributes(localQueueFor(pipelineName))
+        const dead = await attributes(`${localQueueFor(pipelineName)}-dlq`)
         return { visible: main.approximateVisible, inFlight: main.approximateInFlight, dead: dead.approximateVisible + dead.approximateInFlight }
       },
       keys: async (prefix) => walk(join(dir, "bucket", prefix), prefix)
@@ -128,18 +129,18 @@ export const produceInProcess = (backend: Backend, pipeline: AnyPipeline, inputs
       const result = yield* produce(queueUrl, messages)
       if (result.sent !== inputs.length) return yield* Effect.die(new Error(`sent ${result.sent} of ${inputs.length}: ${JSON.stringify(result.failed)}`))
     }).pipe(
-      Effect.provide(backendsLayer),
+      Effect.provide(backendsFor(pipeline.name)),
       Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(backend.env)))
     )
   )
 
-/** Every message on the embedded queue in `dataDir`, taken off it: its record and its step and trace attributes. */
-export const drainLocalQueue = (dataDir: string) =>
+/** Every message on a pipeline's embedded queue in `dataDir`, taken off it: its record and its step and trace attributes. */
+export const drainLocalQueue = (dataDir: string, pipelineName = "thumbnails") =>
   Effect.runPromise(Effect.gen(function*() {
     const queue = yield* LocalQueue.make({ directory: dataDir })
     const all: Array<{ body: unknown; step: string | undefined; trace: string | undefined }> = []
     while (true) {
-      const batch = yield* queue.receive("pipeline", { maxMessages: 10 })
+      const batch = yield* queue.receive(localQueueFor(pipelineName), { maxMessages: 10 })
       if (batch.length === 0) return all
       all.push(...batch.map((m) => ({ body: JSON.parse(m.body), step: m.attributes[Attribute.step], trace: m.attributes[Attribute.traceId] })))
     }

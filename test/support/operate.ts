@@ -16,7 +16,7 @@ import { afterAll, afterEach, beforeAll } from "vitest"
 import { makeThumbnailPipeline } from "../../src/pipelines/thumbnails/index.ts"
 import { makeSampleImages, serveImages } from "../../src/pipelines/thumbnails/sampleImages.ts"
 import { EngineSettings } from "../../src/services/EngineSettings.ts"
-import { backendsLayer } from "../../src/cli/layers.ts"
+import { backendsFor } from "../../src/cli/layers.ts"
 import type { QueueMessage } from "../../src/domain/messages.ts"
 import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { type Backend, type BackendName, cleanUpBackends, makeBackend, produceInProcess, temporaryDir } from "./backends.ts"
@@ -38,13 +38,17 @@ export const runExpect = async (args: ReadonlyArray<string>, env: Record<string,
 export const runJson = async <A = any>(args: ReadonlyArray<string>, env: Record<string, string>): Promise<A> =>
   JSON.parse((await runExpect([...args, "--json"], env)).stdout) as A
 
-/** Runs an effect over the backends `env` selects, in this process (the CLI's own layers). */
-export const onBackend = <A, E>(env: Record<string, string>, body: (queueUrl: string) => Effect.Effect<A, E, MessageQueue>) =>
+/** Runs an effect over the backends `env` selects for a pipeline (thumbnails by default), in this process (the CLI's own layers). */
+export const onBackend = <A, E>(
+  env: Record<string, string>,
+  body: (queueUrl: string) => Effect.Effect<A, E, MessageQueue>,
+  pipelineName = "thumbnails"
+) =>
   Effect.runPromise(
     Effect.gen(function*() {
       const { queueUrl } = yield* EngineSettings
       return yield* body(queueUrl)
-    }).pipe(Effect.provide(backendsLayer), Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env))))
+    }).pipe(Effect.provide(backendsFor(pipelineName)), Effect.provide(ConfigProvider.layer(ConfigProvider.fromEnvRecord(env))))
   )
 
 /** Sends bodies to the pipeline's queue as they are (no validation, no pipeline attributes): how a bad record gets in. */
@@ -170,7 +174,7 @@ export const describeOperate = (name: BackendName) => {
       assert.isString(corrupt.step)
       assert.notStrictEqual(corrupt.step, "decode")
       assert.isAtLeast(corrupt.receiveCount, 1)
-      assert.strictEqual(corrupt.sourceQueue, env["PIPELINE_QUEUE_URL"] ?? "pipeline")
+      assert.strictEqual(corrupt.sourceQueue, env["PIPELINE_QUEUE_URL"] ?? "thumbnails")
       const schema = listed.letters.find((letter: any) => letter.reason === "SchemaViolation")
       assert.deepInclude(schema, { step: "decode", body: JSON.stringify({ stock_no: 1000 }) })
       // not consumed: a second look, at once, sees both again (the DLQ's visibility timeout is 30 s)
@@ -322,7 +326,7 @@ export const describeOperate = (name: BackendName) => {
       assert.deepStrictEqual(running.inFlight, { greet: 1 })
       assert.match(running.mermaid, /note right of after_greet : 1 in flight/)
       // the queue's oldest message (in flight): the local queue knows its age; SQS does not say without a receive
-      const { queue } = await runJson(["status"], env)
+      const { queue } = await runJson([...TRACKED, "status"], env)
       if (name === "local") {
         assert.isAtLeast(queue.oldestAgeSeconds, 0)
         assert.isNull(queue.oldestAgeNote)
