@@ -2,6 +2,7 @@
  * The command line: `agent` and `produce` over the same backends and handler as Lambda.
  */
 import { availableParallelism } from "node:os"
+import { resolve } from "node:path"
 import { Console, Effect, FileSystem, Layer, Option, type PlatformError, Runtime, Schema, Stdio, Stream } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
@@ -12,7 +13,7 @@ import { EngineSettings } from "../services/EngineSettings.ts"
 import { linesOf, parseInputs, produce, type ProducerInput } from "../programs/producer.ts"
 import { backendsFor } from "./layers.ts"
 import { BatchRunner } from "../services/BatchRunner.ts"
-import { loadPipeline } from "./loadPipeline.ts"
+import { loadPipeline, StartedIn } from "./loadPipeline.ts"
 import { clearProgress, drawProgress, summaryOf, summaryText } from "./progress.ts"
 import { graceful } from "./graceful.ts"
 
@@ -102,7 +103,8 @@ const why = (error: PlatformError.PlatformError) => (error.reason.cause instance
 const readInputs = (records: ReadonlyArray<string>, file: Option.Option<string>) =>
   Effect.gen(function*() {
     if (Option.isSome(file)) {
-      const content = yield* FileSystem.FileSystem.use((fs) => fs.readFileString(file.value)).pipe(
+      const path = resolve(yield* StartedIn, file.value)
+      const content = yield* FileSystem.FileSystem.use((fs) => fs.readFileString(path)).pipe(
         Effect.mapError((error) => new UsageError({ message: `cannot read ${file.value}: ${why(error)}` }))
       )
       return linesOf(content, file.value)

@@ -22,7 +22,7 @@ export class PipelineNotFound extends Schema.TaggedError<PipelineNotFound>()("Pi
 }
 
 /** Where the command was started: `INIT_CWD` under `npm run`, else the current directory. */
-const StartedIn = Config.String("INIT_CWD").pipe(Config.withDefault(process.cwd()))
+export const StartedIn = Config.String("INIT_CWD").pipe(Config.withDefault(process.cwd()))
 
 const importPipeline = (path: string, startedIn: string) =>
   Effect.tryPromise({

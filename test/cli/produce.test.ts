@@ -102,6 +102,14 @@ describe("--pipeline path/to/module.ts", { timeout: 30_000 }, () => {
     assert.deepStrictEqual((await drained(dir, "tracked")).map((m) => m.body), [{ id: "x" }])
   })
 
+  it("a --file path is taken from where the command was started too", async () => {
+    const dir = freshDir()
+    writeFileSync(join(dir, "records.jsonl"), `"from-file"\n`)
+    const result = await runCli(["produce", "--pipeline", "greeting", "--file", "records.jsonl"], { PIPELINE_DATA_DIR: dir, INIT_CWD: dir })
+    assert.strictEqual(result.code, 0, result.stderr)
+    assert.deepStrictEqual((await drained(dir)).map((m) => m.body), [{ id: "from-file" }])
+  })
+
   it("a module with neither export, or none at that path, is bad usage: one line that says so, exit 2", async () => {
     const dir = freshDir()
     const [none, missing] = await Promise.all([
