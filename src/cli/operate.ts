@@ -14,10 +14,11 @@ import {
   redriveDeadLetters,
   type RedriveResult
 } from "../programs/deadLetters.ts"
-import { pipelineStatus, type Status } from "../programs/status.ts"
+import { ledgerLastHour, pipelineStatus, STATUS_PEEK_LIMIT, type Status } from "../programs/status.ts"
 import { type Trace, type TracedStep, traceRecord } from "../programs/trace.ts"
 import { pipelineDiagram } from "../programs/diagram.ts"
 import { TransitionLedger } from "../services/TransitionLedger.ts"
+import { EngineSettings, localQueueFor } from "../services/EngineSettings.ts"
 import { loadPipeline } from "./loadPipeline.ts"
 import type { MoveTask } from "../services/MessageMoveTasks.ts"
 import { queueBackendsFor } from "./layers.ts"
@@ -73,13 +74,16 @@ export const statusText = (status: Status): string => {
 }
 
 const WATCH_EVERY = "2 seconds"
+const LEDGER_EVERY = "30 seconds"
 
 export const status = Command.make(
   "status",
   {
     json,
     watch: Flag.Boolean("watch").pipe(
-      Flag.withDescription(`Refresh every ${WATCH_EVERY} until Ctrl-C (in place on a terminal; a new snapshot per refresh otherwise)`),
+      Flag.withDescription(
+        `Refresh every ${WATCH_EVERY} (the ledger's last hour every ${LEDGER_EVERY}) until Ctrl-C (in place on a terminal; a new snapshot per refresh otherwise)`
+      ),
       Flag.withDefault(false)
     )
   },
@@ -88,8 +92,10 @@ export const status = Command.make(
     if (!flags.watch) return yield* Console.log(render(yield* pipelineStatus()))
     const inPlace = (yield* (yield* Stdio.Stdio).stdoutIsTerminal) && !flags.json
     let drawn = 0
+    // the ledger's last hour is a table scan on DynamoDB: read less often than the queue
+    const lastHour = yield* Effect.cachedWithTTL(ledgerLastHour, LEDGER_EVERY)
     const refresh = Effect.gen(function*() {
-      const text = `${render(yield* pipelineStatus())}` + (inPlace ? `\n(${new Date().toLocaleTimeString()}, every ${WATCH_EVERY}; Ctrl-C stops)` : "")
+      const text = `${render(yield* pipelineStatus(STATUS_PEEK_LIMIT, lastHour))}` + (inPlace ? `\n(${new Date().toLocaleTimeString()}, every ${WATCH_EVERY}; Ctrl-C stops)` : "")
       // on a terminal: back to the first line of the last snapshot, clear to the end, draw again
       const prefix = inPlace && drawn > 0 ? `\x1b[${drawn}F\x1b[J` : ""
       yield* Console.log(`${prefix}${text}`)
@@ -283,7 +289,8 @@ export const diagram = Command.make(
   { json },
   Effect.fn("cli.diagram")(function*(flags) {
     const pipeline = yield* loadPipeline((yield* root).pipeline)
-    const drawn = yield* pipelineDiagram(pipeline)
+    // its queue's settings: the ledger's entries of that queue only
+    const drawn = yield* pipelineDiagram(pipeline).pipe(Effect.provide(EngineSettings.layerFor(localQueueFor(pipeline.name))))
     yield* flags.json ? printJson(drawn) : Console.log(drawn.mermaid)
   }, Effect.provide(TransitionLedger.layerReader))
 ).pipe(Command.withDescription(
