@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { describeAgentProcess, ids, TRACKED } from "../support/agentProcess.ts"
 import { makeBackend, produceInProcess } from "../support/backends.ts"
-import { startCli } from "../support/cli.ts"
+import { startCli, waitFor } from "../support/cli.ts"
 import tracked from "../support/pipelines/tracked.ts"
 
 describeAgentProcess("local")
@@ -14,8 +14,14 @@ describe("agents on one local queue", { timeout: 60_000 }, () => {
   it("two agents on one queue share the work: every record done once", async () => {
     const backend = await makeBackend.local(30, "tracked")
     const env = { ...backend.env, TRACKED_STEP_MS: "20" }
+    // both agents are polling before the first record arrives, however slowly each one starts
+    const agents = [0, 1].map(() => startCli(["agent", ...TRACKED, "--concurrency", "10", "--wait-seconds", "1"], env))
+    const started = agents.map(() => false)
+    agents.forEach((agent, i) => agent.child.stderr!.on("data", (chunk: Buffer) => (started[i] ||= chunk.toString().includes("agent: tracked on"))))
+    await waitFor(async () => started.every(Boolean), 30_000, "both agents started")
     await produceInProcess(backend, tracked, ids(50))
-    const agents = [0, 1].map(() => startCli(["agent", ...TRACKED, "--until-empty", "--concurrency", "10"], env))
+    await waitFor(async () => (await backend.keys("finished/")).length === 50, 30_000, "50 records finished")
+    for (const agent of agents) agent.child.kill("SIGTERM")
     const results = await Promise.all(agents.map((agent) => agent.exit))
     for (const result of results) assert.strictEqual(result.code, 0, result.stderr)
     const transitions = results.map((result) => Number(/"transitions":(\d+)/.exec(result.stderr)?.[1]))
