@@ -77,6 +77,9 @@ const samplesByStockNo = (samples: SampleSet) =>
     return `${pathToFileURL(folder).href}/{stock_no}`
   })
 
+/** How the user runs the command line: this project's npm script, or the installed package's bin. */
+const cli = process.env["npm_package_name"] === "sqs-state-pipeline" ? "npm run cli --" : "npx sqs-state-pipeline"
+
 export const summaryText = (outcome: DemoOutcome, traceable?: string): string => {
   const summary = summaryOf(outcome.stats)
   const dead = outcome.deadLetterCount
@@ -91,14 +94,14 @@ export const summaryText = (outcome: DemoOutcome, traceable?: string): string =>
     `thumbnails on disk:  ${outcome.outputAt}`,
     "",
     "next:",
-    "  npm run cli -- status       the queue and the dead letters by reason",
+    `  ${cli} status       the queue and the dead letters by reason`,
     ...(dead > 0
       ? [
-        "  npm run cli -- dlq list     each dead letter with its reason and record",
-        "  npm run cli -- dlq redrive  send them back once the cause is fixed"
+        `  ${cli} dlq list     each dead letter with its reason and record`,
+        `  ${cli} dlq redrive  send them back once the cause is fixed`
       ]
       : []),
-    ...(traceable === undefined ? [] : [`  npm run cli -- trace ${traceable}  that record's history, step by step`])
+    ...(traceable === undefined ? [] : [`  ${cli} trace ${traceable}  that record's history, step by step`])
   ].join("\n")
 }
 
