@@ -97,8 +97,9 @@ const entryFor = (pipelinePath: string | undefined): BuildOptions => {
     stdin: {
       contents: [
         `import * as author from ${JSON.stringify(module)}`,
-        `import { handlerFor } from ${JSON.stringify(sibling("lambda/runtime"))}`,
-        `export const handler = handlerFor(author.default ?? author.pipeline)`
+        `import { handlerFor, initialized } from ${JSON.stringify(sibling("lambda/runtime"))}`,
+        // under Lambda a missing or invalid setting fails the INIT phase, naming the setting
+        `export const handler = await initialized(handlerFor(author.default ?? author.pipeline))`
       ].join("\n"),
       resolveDir: dirname(module),
       sourcefile: "pipeline-handler.js",

@@ -4,9 +4,10 @@
  */
 import { builtinPipelines, defaultPipelineName } from "../pipelines/index.ts"
 import { CurrentPipeline } from "../services/CurrentPipeline.ts"
-import { liveLayer, makeHandler } from "./runtime.ts"
+import { initialized, liveLayer, makeHandler } from "./runtime.ts"
 
 export * from "./runtime.ts"
 
-export const handler = makeHandler(CurrentPipeline.layerConfig(builtinPipelines, defaultPipelineName), liveLayer)
+// under Lambda, a missing or invalid setting fails the INIT phase, naming the setting
+export const handler = await initialized(makeHandler(CurrentPipeline.layerConfig(builtinPipelines, defaultPipelineName), liveLayer))
 

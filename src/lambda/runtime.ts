@@ -8,10 +8,10 @@
  * - the original design's single raw SQS message (`{ MessageId, ReceiptHandle, Body, ... }`):
  *   deletes the message itself once its successor is sent.
  *
- * The runtime is built on the first invocation. `handler.ts` is the entry for the built-in
+ * The runtime is built at init under Lambda (`initialized`), else on the first invocation. `handler.ts` is the entry for the built-in
  * pipelines; `handlerFor` is the entry `build --pipeline ./module.ts` bundles an author's module with.
  */
-import { Effect, Layer, Logger, ManagedRuntime, Schema } from "effect"
+import { Config, Effect, Layer, ManagedRuntime, Schema } from "effect"
 import { type BatchResponse, batchResponse, HandlerEvent, messagesOf } from "../domain/sqsEvent.ts"
 import { acknowledge, failedMessageIds, type Outcome, processBatch } from "../programs/engine.ts"
 import { countOutcomes } from "../programs/inProcessRunner.ts"
@@ -21,8 +21,9 @@ import { CurrentPipeline } from "../services/CurrentPipeline.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
-import { logLevelLayer } from "../services/settings.ts"
+import { settingProblem } from "../services/settings.ts"
 import { TransitionLedger } from "../services/TransitionLedger.ts"
+import { lambdaLoggingLayer, MAX_LOGGED_TEXT, scrub } from "./logging.ts"
 
 /** The handler's answer: the batch response, and how the messages ended. */
 export type HandlerResponse = BatchResponse & { readonly outcomes: OutcomeCounts }
@@ -34,7 +35,8 @@ export type HandlerServices = CurrentPipeline | MessageQueue | EngineSettings | 
 export const handleEvent = Effect.fn("handleEvent")(function*(event: unknown) {
   // a malformed event is a wiring bug, not bad data: fail the invocation loudly
   const decoded = yield* Schema.decodeUnknownEffect(HandlerEvent)(event, { errors: "all" }).pipe(
-    Effect.mapError((error) => new Error(`not an SQS event nor an SQS message:\n${error.message}`)),
+    // the issue's text quotes the event: an excerpt only
+    Effect.mapError((error) => new Error(`not an SQS event nor an SQS message:\n${scrub(error.message, 2 * MAX_LOGGED_TEXT)}`)),
     Effect.orDie
   )
   const pipeline = yield* CurrentPipeline
@@ -49,25 +51,53 @@ export const handleEvent = Effect.fn("handleEvent")(function*(event: unknown) {
 })
 
 /**
- * One runtime per container, built on the first invocation: `pipeline` on top of `backends`.
- * Tests pass test layers.
+ * A failure as Lambda reports it (`errorType` is the error's name): a setting that is missing or
+ * wrong named (`the setting PIPELINE_BUCKET is missing`), receipt handles scrubbed, texts cut.
+ */
+export const lambdaError = (failure: unknown): Error => {
+  if (failure instanceof Config.ConfigError) return Object.assign(new Error(settingProblem(failure)), { name: "ConfigError" })
+  const tag = typeof failure === "object" && failure !== null && "_tag" in failure ? String(failure._tag) : undefined
+  const message = typeof failure === "object" && failure !== null && "message" in failure ? String(failure.message) : String(failure)
+  const error = new Error(scrub(message, 2 * MAX_LOGGED_TEXT))
+  error.name = failure instanceof Error && tag === undefined ? failure.name : tag ?? "Error"
+  if (failure instanceof Error && failure.stack !== undefined) error.stack = scrub(failure.stack, 4 * MAX_LOGGED_TEXT)
+  return error
+}
+
+/**
+ * One runtime per container: `pipeline` on top of `backends`, built by `init` or else on the
+ * first invocation. Tests pass test layers.
  */
 export const makeHandler = <R, E1, E2>(
   pipeline: Layer.Layer<CurrentPipeline, E1, RuntimeServices>,
   backends: Layer.Layer<R | Exclude<HandlerServices, CurrentPipeline>, E2>
 ) => {
   const runtime = ManagedRuntime.make(Layer.provideMerge(pipeline, backends))
-  return Object.assign((event: unknown): Promise<HandlerResponse> => runtime.runPromise(handleEvent(event)), { runtime })
+  const handler = (event: unknown): Promise<HandlerResponse> =>
+    runtime.runPromise(handleEvent(event)).catch((failure: unknown) => Promise.reject(lambdaError(failure)))
+  /** Builds the runtime now; a missing or invalid setting rejects with an Error naming it. */
+  const init = (): Promise<void> => runtime.context().then(() => undefined, (failure: unknown) => Promise.reject(lambdaError(failure)))
+  return Object.assign(handler, { runtime, init })
 }
 
-/** Production: SQS and S3 from the environment; JSON log lines, which CloudWatch Logs can query, from PIPELINE_LOG_LEVEL up. */
+/**
+ * Under Lambda's runtime (`AWS_LAMBDA_RUNTIME_API` is set), builds the handler's runtime during
+ * the INIT phase (the module's top-level await), so that a missing or invalid setting fails the
+ * init with an Error naming it, instead of every invocation of a container Lambda keeps. Elsewhere
+ * (tests, bundles imported by a tool) the runtime is built on the first invocation.
+ */
+export const initialized = async <H extends { readonly init: () => Promise<void> }>(handler: H): Promise<H> => {
+  if (process.env["AWS_LAMBDA_RUNTIME_API"] !== undefined) await handler.init()
+  return handler
+}
+
+/** Production: SQS and S3 from the environment; log lines at the levels Lambda's logging controls filter by (logging.ts). */
 export const liveLayer = Layer.mergeAll(
   MessageQueue.layerSqs,
   ObjectStore.layerS3Config,
   EngineSettings.layerSqs,
   TransitionLedger.layerSqs,
-  Logger.layer([Logger.consoleJson]),
-  logLevelLayer
+  lambdaLoggingLayer
 )
 
 /** The handler for an author's pipeline, as `build --pipeline` bundles it: a module that exports no pipeline fails the init. */

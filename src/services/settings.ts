@@ -31,6 +31,19 @@ export const required = (name: string, accepted: string) => <A>(config: Config.C
     )
   )
 
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** A setting that is missing or wrong, for people: `the setting PIPELINE_BUCKET is missing`, `the setting X is invalid: expected …`. */
+export const settingProblem = (error: Config.ConfigError): string => {
+  if (error.cause._tag !== "SchemaError") return error.message
+  return formatIssues(error.cause.issue).issues.map(({ message, path }) => {
+    const name = path?.map(String).join(".") ?? "?"
+    if (message === "Expected string") return `the setting ${name} is missing`
+    if (message.startsWith(MISSING)) return `the setting ${name} is ${message}`
+    return `the setting ${name} is invalid: ${message}`
+  }).join("; ")
+}
+
 /** A setting `parse` reads from its text; `accepted` says, for people, what it accepts. */
 export const setting = <A>(name: string, accepted: string, parse: (text: string) => Option.Option<A>): Config.Config<A> =>
   Config.String(name).pipe(

@@ -65,7 +65,7 @@ describe("infra/template.yaml", () => {
     assert.strictEqual(bucket.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm, "AES256")
   })
 
-  it("runs the function on nodejs24.x, arm64 and 128 MB by default, logging to its own group with a retention", () => {
+  it("runs the function on nodejs24.x, arm64 and 128 MB by default, logging JSON lines to its own group with a retention and a level", () => {
     const fn = properties("Function")
     assert.strictEqual(fn.Runtime, "nodejs24.x")
     assert.strictEqual(fn.Handler, "dist/lambda/handler.handler")
@@ -73,7 +73,9 @@ describe("infra/template.yaml", () => {
     assert.strictEqual(template.Parameters.Architecture.Default, "arm64")
     assert.deepStrictEqual(fn.MemorySize, { Ref: "MemorySize" })
     assert.strictEqual(template.Parameters.MemorySize.Default, 128)
-    assert.deepStrictEqual(fn.LoggingConfig, { LogGroup: { Ref: "LogGroup" } })
+    assert.deepStrictEqual(fn.LoggingConfig, { LogGroup: { Ref: "LogGroup" }, LogFormat: "JSON", ApplicationLogLevel: { Ref: "ApplicationLogLevel" } })
+    assert.strictEqual(template.Parameters.ApplicationLogLevel.Default, "INFO")
+    assert.deepStrictEqual(template.Parameters.ApplicationLogLevel.AllowedValues, ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])
     assert.deepStrictEqual(properties("LogGroup").RetentionInDays, { Ref: "LogRetentionDays" })
     assert.deepStrictEqual(fn.Code, { S3Bucket: { Ref: "CodeBucket" }, S3Key: { Ref: "CodeKey" } })
     const variables = fn.Environment.Variables
