@@ -7,7 +7,7 @@ import { Console, Effect, FileSystem, Layer, Option, type PlatformError, Runtime
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import type { AnyPipeline } from "../domain/Pipeline.ts"
 import { defaultPipelineName } from "../pipelines/index.ts"
-import { runAgent } from "../programs/agent.ts"
+import { BATCH_WINDOW_ACCEPTED, BatchWindowSetting, parseBatchWindow, runAgent } from "../programs/agent.ts"
 import { inProcessRunner } from "../programs/inProcessRunner.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { linesOf, parseInputs, produce, type ProducerInput } from "../programs/producer.ts"
@@ -63,12 +63,24 @@ export const agent = Command.make(
     waitSeconds: Flag.Int("wait-seconds").pipe(
       Flag.withDescription("Long-poll wait, 0 to 20"),
       Flag.withDefault(20)
+    ),
+    batchWindow: Flag.String("batch-window").pipe(
+      Flag.withDescription(
+        `Gather a batch for up to this long before running it, such as "1 second", at most 300 seconds (default: $PIPELINE_BATCH_WINDOW, else 0: run what each receive brings)`
+      ),
+      Flag.optional
     )
   },
   Effect.fn("cli.agent")(function*(flags) {
     const pipeline = yield* loadPipeline((yield* root).pipeline)
     if (flags.waitSeconds < 0 || flags.waitSeconds > 20) {
       return yield* new UsageError({ message: "--wait-seconds must be between 0 and 20" })
+    }
+    // --batch-window, else PIPELINE_BATCH_WINDOW, both held to one rule
+    const windowText = Option.getOrUndefined(flags.batchWindow)
+    const batchWindow = windowText === undefined ? yield* BatchWindowSetting : Option.getOrUndefined(parseBatchWindow(windowText))
+    if (batchWindow === undefined) {
+      return yield* new UsageError({ message: `--batch-window must be ${BATCH_WINDOW_ACCEPTED}, got ${JSON.stringify(windowText)}` })
     }
     const interactive = yield* (yield* Stdio.Stdio).stderrIsTerminal
     const runner = Option.isSome(flags.lambda) ? BatchRunner.layerLambda(flags.lambda.value) : inProcessRunner(pipeline)
@@ -81,6 +93,7 @@ export const agent = Command.make(
           concurrency: flags.concurrency,
           untilEmpty: flags.untilEmpty,
           waitSeconds: flags.waitSeconds,
+          batchWindow,
           stop,
           onProgress: interactive ? drawProgress : undefined,
           progressEvery: "250 millis"

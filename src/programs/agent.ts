@@ -6,11 +6,18 @@
  * While a batch runs, a heartbeat extends its visibility so slow steps are not delivered twice.
  * When `stop` completes it stops receiving, finishes in-flight work and returns; messages it
  * received but never started are made visible again at once.
+ *
+ * With a batching window (like an event source mapping's `MaximumBatchingWindowInSeconds`) it
+ * gathers a batch for up to the window before running it: once a receive comes back short (the
+ * queue is drained), it waits for about as long as the arrival rate needs to fill a batch before
+ * asking again, so that one receive brings a full batch instead of one message. No message it
+ * received is held longer than the window, nor longer than a third of the visibility timeout.
  */
-import { Cause, Clock, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore, Stream } from "effect"
+import { Cause, Clock, Config, Deferred, Duration, Effect, Fiber, FiberSet, Option, Schedule, Semaphore, Stream } from "effect"
 import { isRetryable } from "../domain/errors.ts"
-import type { QueueMessage } from "../domain/messages.ts"
+import { MAX_BATCH, type QueueMessage } from "../domain/messages.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
+import { setting } from "../services/settings.ts"
 import { BatchRunner } from "../services/BatchRunner.ts"
 import { briefRetry } from "./retry.ts"
 import { deleteAll } from "./sendAll.ts"
@@ -28,7 +35,31 @@ export interface AgentOptions {
   /** Called about every `progressEvery` with the running totals. */
   readonly onProgress?: ((stats: AgentStats) => Effect.Effect<void>) | undefined
   readonly progressEvery?: Duration.Input | undefined
+  /** How long to gather a batch before running it (none or zero: run what each receive brings at once). */
+  readonly batchWindow?: Duration.Input | undefined
 }
+
+/** The longest batching window, as for an event source mapping's `MaximumBatchingWindowInSeconds`. */
+export const MAX_BATCH_WINDOW = Duration.seconds(300)
+
+/** What a batching window accepts, for people (the flag's and the setting's errors). */
+export const BATCH_WINDOW_ACCEPTED = `a duration from zero to 300 seconds such as "1 second", "500 millis" or "2 minutes" ` +
+  "(a number, a space and a unit: nanos, micros, millis, seconds, minutes, hours, days or weeks)"
+
+/** A batching window in Effect's form, from zero to `MAX_BATCH_WINDOW`, or none. */
+export const parseBatchWindow = (text: string): Option.Option<Duration.Duration> =>
+  Option.filter(
+    Duration.fromInput(text.trim() as Duration.Input),
+    (duration) => Duration.isFinite(duration) && !Duration.isNegative(duration) && Duration.isLessThanOrEqualTo(duration, MAX_BATCH_WINDOW)
+  )
+
+/** `PIPELINE_BATCH_WINDOW`: the agent's batching window (default zero: none). */
+export const BatchWindowSetting: Config.Config<Duration.Duration> = setting("PIPELINE_BATCH_WINDOW", BATCH_WINDOW_ACCEPTED, parseBatchWindow).pipe(
+  Config.withDefault(Duration.zero)
+)
+
+/** The arrival rate is estimated from the messages received over this span. */
+const RATE_SPAN_MILLIS = 2000
 
 export interface AgentStats {
   readonly received: number
@@ -165,21 +196,98 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       Effect.catch((error) => Effect.logWarning(`could not hand back ${messages.length} messages: ${error.message}`))
     )
 
+  // a batch is as big as SQS allows, or as the concurrency allows
+  const batchSize = Math.min(MAX_BATCH, options.concurrency)
+  const askedWindow = Math.min(Duration.toMillis(Duration.fromInputUnsafe(options.batchWindow ?? 0)), Duration.toMillis(MAX_BATCH_WINDOW))
+  // no heartbeat keeps a gathered message invisible until its batch runs: gather for a third of its timeout at most
+  const windowMillis = Math.min(askedWindow, (visibilityTimeout * 1000) / 3)
+  if (windowMillis < askedWindow) {
+    yield* Effect.logWarning(
+      `batch window ${Duration.format(Duration.millis(askedWindow))} held to ${Duration.format(Duration.millis(windowMillis))}, a third of the queue's visibility timeout (${visibilityTimeout} s)`
+    )
+  }
+
+  /** The receives of the last RATE_SPAN_MILLIS: when, and how many messages each brought. */
+  const recent: Array<{ readonly at: number; readonly count: number }> = []
+  /** Whether the last receive brought fewer messages than it asked for: the queue is drained, what comes next is new arrivals. */
+  let drained = false
+  let lastReceiveAt = 0
+  /** Messages per millisecond: once the queue is drained, the receives take what arrives. */
+  const arrivalRate = (now: number) => recent.reduce((sum, { at, count }) => (at > now - RATE_SPAN_MILLIS ? sum + count : sum), 0) / RATE_SPAN_MILLIS
+  /** How long `room` more messages take to arrive at the recent rate. */
+  const timeToFill = (room: number, now: number) => {
+    const rate = arrivalRate(now)
+    return rate > 0 ? room / rate : Number.POSITIVE_INFINITY
+  }
+
+  const receive = (maxMessages: number, waitSeconds: number) =>
+    queue.receive(options.queueUrl, { maxMessages, waitSeconds }).pipe(Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)))
+  const noted = (maxMessages: number) => (messages: ReadonlyArray<QueueMessage>) =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      recent.push({ at: now, count: messages.length })
+      while (recent[0]!.at <= now - RATE_SPAN_MILLIS) recent.shift()
+      drained = messages.length < maxMessages
+      lastReceiveAt = now
+    })
+
+  /**
+   * Receives more into `batch` until it is full, it fills the slots it holds (when no more are
+   * free) or `deadline` comes: before each receive it waits about as long as the arrival rate needs to fill the room left,
+   * so that a receive brings several messages rather than the first one to arrive. A stop or a failed
+   * receive ends it with what it has.
+   */
+  const fill = (batch: Array<QueueMessage>, held: { count: number }, deadline: number) =>
+    Effect.gen(function*() {
+      while (batch.length < batchSize && !stopping()) {
+        while (held.count < batchSize && (yield* Semaphore.takeIfAvailable(slots, 1))) held.count++
+        const room = held.count - batch.length
+        const now = yield* Clock.currentTimeMillis
+        if (room === 0 || now >= deadline) break
+        // at least a twentieth of the window apart: a slow trickle costs a few receives a window, not a storm
+        const pause = Math.min(deadline - now, Math.max(windowMillis / 20, timeToFill(room, now)))
+        if (Option.isNone(yield* unlessStopped(Effect.sleep(pause)))) break
+        const left = deadline - (yield* Clock.currentTimeMillis)
+        // a long poll (whole seconds) only as long as the window has left; a short one at its end
+        const more = Option.flatten(yield* unlessStopped(Effect.option(receive(room, Math.floor(Math.max(0, left) / 1000)))))
+        if (Option.isNone(more)) break
+        yield* noted(room)(more.value)
+        batch.push(...more.value)
+      }
+      return batch
+    })
+
   /** The next batch, received into the slots that are free; the stream of batches ends once the agent is told to stop. */
   const nextBatch = Effect.gen(function*() {
     if (stopping()) return yield* Cause.done()
     const wanted = yield* unlessStopped(takeSlots)
     if (Option.isNone(wanted)) return yield* Cause.done()
+    const held = { count: wanted.value }
+    // the queue was empty at the last receive, so what is in it now arrived since: its window started then
+    const gatherStart = windowMillis > 0 && drained ? Option.some(lastReceiveAt) : Option.none<number>()
+    const now = yield* Clock.currentTimeMillis
+    // let the next batch arrive before asking for it, within the window
+    const before = Option.match(gatherStart, {
+      onNone: () => 0,
+      onSome: (start) => Math.max(0, Math.min(start + windowMillis - now, timeToFill(held.count, now)))
+    })
     // until-empty polls briefly so it notices the end; a service waits as long as SQS allows
     const waitSeconds = options.untilEmpty ? Math.min(options.waitSeconds, 1) : options.waitSeconds
-    const received = yield* unlessStopped(
-      queue.receive(options.queueUrl, { maxMessages: wanted.value, waitSeconds }).pipe(
-        Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)),
-        Effect.retry(retryLogged(options.queueUrl, (attempt, error) => `receive from ${options.queueUrl} failed (attempt ${attempt}: ${error.message})`, false))
-      )
+    const receiving = receive(held.count, waitSeconds).pipe(
+      Effect.retry(retryLogged(options.queueUrl, (attempt, error) => `receive from ${options.queueUrl} failed (attempt ${attempt}: ${error.message})`, false))
     )
-    const messages = Option.getOrElse(received, () => [])
-    yield* Semaphore.release(slots, wanted.value - messages.length)
+    const received = yield* unlessStopped(before > 0 ? Effect.andThen(Effect.sleep(before), receiving) : receiving)
+    if (Option.isSome(received)) yield* noted(held.count)(received.value)
+    const messages = [...Option.getOrElse(received, () => [])]
+    if (windowMillis > 0 && messages.length > 0 && messages.length < batchSize) {
+      // a long poll answers as soon as a message arrives: one that came after the window's end started a window of its own
+      const at = yield* Clock.currentTimeMillis
+      const deadline = Option.match(gatherStart, {
+        onNone: () => at + windowMillis,
+        onSome: (start) => (at <= start + windowMillis ? start + windowMillis : at + windowMillis)
+      })
+      yield* fill(messages, held, deadline)
+    }
+    yield* Semaphore.release(slots, held.count - messages.length)
     return Option.isSome(received) ? messages : yield* Cause.done()
   })
 
