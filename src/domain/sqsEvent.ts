@@ -3,7 +3,7 @@
  * original design's single raw message, and the partial batch response the function answers with.
  */
 import { Schema } from "effect"
-import type { QueueMessage } from "./messages.ts"
+import type { QueueMessage, TypedAttribute } from "./messages.ts"
 
 const EventRecord = Schema.Struct({
   messageId: Schema.String,
@@ -11,7 +11,11 @@ const EventRecord = Schema.Struct({
   body: Schema.String,
   attributes: Schema.optionalKey(Schema.Struct({ ApproximateReceiveCount: Schema.optionalKey(Schema.String) })),
   messageAttributes: Schema.optionalKey(
-    Schema.Record(Schema.String, Schema.Struct({ stringValue: Schema.optionalKey(Schema.String), dataType: Schema.String }))
+    Schema.Record(
+      Schema.String,
+      // a binary attribute's value comes base64-encoded
+      Schema.Struct({ stringValue: Schema.optionalKey(Schema.NullOr(Schema.String)), binaryValue: Schema.optionalKey(Schema.NullOr(Schema.String)), dataType: Schema.String })
+    )
   )
 })
 
@@ -45,10 +49,25 @@ export const batchResponse = (failedMessageIds: Iterable<string>): BatchResponse
   batchItemFailures: Array.from(failedMessageIds, (id) => ({ itemIdentifier: id }))
 })
 
-const stringValues = (attributes: Readonly<Record<string, { readonly [k: string]: string | undefined }>> | undefined, key: string) =>
+const stringValues = (attributes: Readonly<Record<string, { readonly [k: string]: string | null | undefined }>> | undefined, key: string) =>
   Object.fromEntries(
-    Object.entries(attributes ?? {}).flatMap(([name, value]) => value[key] === undefined ? [] : [[name, value[key]]])
+    Object.entries(attributes ?? {}).flatMap(([name, value]) => typeof value[key] === "string" ? [[name, value[key]]] : [])
   ) as Record<string, string>
+
+/** An event record's attributes whose data type is not `String`, binary ones decoded, as a dead letter sends them again. */
+const typedAttributes = (
+  attributes: Readonly<Record<string, { readonly dataType: string; readonly stringValue?: string | null; readonly binaryValue?: string | null }>> | undefined
+): { readonly typedAttributes?: Record<string, TypedAttribute> } => {
+  const typed = Object.entries(attributes ?? {}).filter(([, value]) => value.dataType !== "String")
+  if (typed.length === 0) return {}
+  return {
+    typedAttributes: Object.fromEntries(typed.map(([name, value]) => [name, {
+      dataType: value.dataType,
+      ...(typeof value.stringValue === "string" ? { stringValue: value.stringValue } : {}),
+      ...(typeof value.binaryValue === "string" ? { binaryValue: Uint8Array.from(atob(value.binaryValue), (c) => c.charCodeAt(0)) } : {})
+    }]))
+  }
+}
 
 const receiveCount = (text: string | undefined) => Math.max(1, Number(text ?? "1") || 1)
 
@@ -60,6 +79,7 @@ export const messagesOf = (event: typeof HandlerEvent.Type): ReadonlyArray<Queue
       receiptHandle: record.receiptHandle,
       body: record.body,
       attributes: stringValues(record.messageAttributes, "stringValue"),
+      ...typedAttributes(record.messageAttributes),
       receiveCount: receiveCount(record.attributes?.ApproximateReceiveCount)
     }))
     : [{

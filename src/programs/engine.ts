@@ -16,7 +16,7 @@ import {
   StepLimitReached,
   type StepFailure
 } from "../domain/errors.ts"
-import { isFifo, type OutgoingMessage, type QueueAttributes, type QueueMessage } from "../domain/messages.ts"
+import { fitAttributes, isFifo, type OutgoingMessage, type QueueAttributes, type QueueMessage } from "../domain/messages.ts"
 import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fifoFields, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
@@ -61,7 +61,10 @@ const MAX_ATTRIBUTE_TEXT = 1024
 const attributeText = (text: string) =>
   text === "" ? "(empty)" : text.length > MAX_ATTRIBUTE_TEXT ? `${text.slice(0, MAX_ATTRIBUTE_TEXT - 1)}…` : text
 
-/** SQS allows 10 attributes a message: keep the sender's when they fit, ours always. */
+/**
+ * A dead letter's attributes: ours and the chain's (`pipeline.*`) always, then the sender's,
+ * binary and typed ones as they were sent, while they fit SQS's limits (10 a message, 256 KiB with the body).
+ */
 const deadLetterAttributes = (message: QueueMessage, error: StepFailure, stage: string, sourceQueue: string) => {
   const ours = {
     "error.tag": error._tag,
@@ -73,10 +76,8 @@ const deadLetterAttributes = (message: QueueMessage, error: StepFailure, stage: 
   // a message sent without our attributes is a chain of its own, its message id the trace id: said
   // here, so that `trace` finds it and a redrive continues that chain
   const attributes = { [Attribute.traceId]: fromAttributes(message.attributes, message.messageId).traceId, ...message.attributes }
-  const all = { ...attributes, ...ours }
-  if (Object.keys(all).length <= 10) return all
   const pipelineOnly = Object.fromEntries(Object.entries(attributes).filter(([key]) => key.startsWith("pipeline.")))
-  return { ...pipelineOnly, ...ours }
+  return fitAttributes(message.body, { ...pipelineOnly, ...ours }, attributes, message.typedAttributes)
 }
 
 // the hot path: JSON.parse itself, not a Schema transformation around it (measured ~10% of a transition)
@@ -307,7 +308,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         const entries = deadLetters.map((decision, index): OutgoingMessage => ({
           id: `d${index}`,
           body: decision.message.body,
-          attributes: deadLetterAttributes(decision.message, decision.error, decision.stage, settings.queueUrl),
+          ...deadLetterAttributes(decision.message, decision.error, decision.stage, settings.queueUrl),
           ...(dlqFifo ? { groupId: "dead-letters", deduplicationId: decision.message.messageId } : {})
         }))
         const failures = yield* sendAll(target.value, entries, retry)

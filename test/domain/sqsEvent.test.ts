@@ -6,7 +6,7 @@ import { batchResponse, HandlerEvent, messagesOf, toSqsEvent } from "../../src/d
 const decode = Schema.decodeUnknownSync(HandlerEvent)
 
 describe("sqsEvent", () => {
-  it("an event source mapping's records become messages: string attributes kept, binary ones left out, the receive count read", () => {
+  it("an event source mapping's records become messages: string attributes kept, typed and binary ones kept as sent too, the receive count read", () => {
     const messages = messagesOf(decode({
       Records: [
         {
@@ -14,13 +14,23 @@ describe("sqsEvent", () => {
           receiptHandle: "r1",
           body: "{}",
           attributes: { ApproximateReceiveCount: "3" },
-          messageAttributes: { "pipeline.step": { stringValue: "2", dataType: "Number" }, blob: { dataType: "Binary" } }
+          messageAttributes: { "pipeline.step": { stringValue: "2", dataType: "Number" }, blob: { binaryValue: "AAH/", dataType: "Binary" } }
         },
         { messageId: "m2", receiptHandle: "r2", body: "x" }
       ]
     }))
     assert.deepStrictEqual(messages, [
-      { messageId: "m1", receiptHandle: "r1", body: "{}", attributes: { "pipeline.step": "2" }, receiveCount: 3 },
+      {
+        messageId: "m1",
+        receiptHandle: "r1",
+        body: "{}",
+        attributes: { "pipeline.step": "2" },
+        typedAttributes: {
+          "pipeline.step": { dataType: "Number", stringValue: "2" },
+          blob: { dataType: "Binary", binaryValue: Uint8Array.from([0, 1, 255]) }
+        },
+        receiveCount: 3
+      },
       { messageId: "m2", receiptHandle: "r2", body: "x", attributes: {}, receiveCount: 1 }
     ])
   })

@@ -67,7 +67,9 @@ const eventOf = (messages: Awaited<ReturnType<typeof receive>>) => ({
     body: m.Body,
     attributes: m.Attributes,
     messageAttributes: Object.fromEntries(Object.entries(m.MessageAttributes ?? {}).map(([name, value]) => [name, {
-      stringValue: value.StringValue,
+      ...(value.StringValue !== undefined ? { stringValue: value.StringValue } : {}),
+      // as Lambda hands a binary attribute: base64
+      ...(value.BinaryValue !== undefined ? { binaryValue: Buffer.from(value.BinaryValue).toString("base64") } : {}),
       stringListValues: [],
       binaryListValues: [],
       dataType: value.DataType
@@ -195,6 +197,33 @@ describe("the built zip under the Lambda runtime interface emulator and aws-lamb
     const text = logs.join("\n")
     assert.include(text, "could not delete a handled message")
     assert.notInclude(text, "SECRET42")
+  })
+
+  it("dead-letters a message with all its attributes that fit, binary and typed ones as sent", async () => {
+    const signature = Uint8Array.from([0, 1, 2, 254, 255])
+    await sqs.send(new SendMessageBatchCommand({
+      QueueUrl: queue.queueUrl,
+      Entries: [{
+        Id: "a",
+        MessageBody: "not a record",
+        MessageAttributes: {
+          "sender.signature": { DataType: "Binary", BinaryValue: signature },
+          "sender.priority": { DataType: "Number", StringValue: "7" },
+          "sender.origin": { DataType: "String", StringValue: "upload" }
+        }
+      }]
+    }))
+    const messages = await receive(queue.queueUrl)
+    const { body } = await container.invoke(eventOf(messages))
+    assert.deepStrictEqual((body as { outcomes: { deadLettered: number } }).outcomes.deadLettered, 1)
+    const [dead] = await receive(queue.dlqUrl!)
+    const attributes = dead!.MessageAttributes!
+    assert.deepStrictEqual(attributes["sender.signature"], { DataType: "Binary", BinaryValue: signature })
+    assert.deepStrictEqual(attributes["sender.priority"], { DataType: "Number", StringValue: "7" })
+    assert.deepStrictEqual(attributes["sender.origin"], { DataType: "String", StringValue: "upload" })
+    assert.strictEqual(attributes["error.tag"]?.StringValue, "MalformedBody")
+    await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queue.dlqUrl!, Entries: [{ Id: "d", ReceiptHandle: dead!.ReceiptHandle! }] }))
+    await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queue.queueUrl, Entries: messages.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle! })) }))
   })
 
   it("fails the INIT phase, not each invocation, when a setting is missing, with an Error naming it", async () => {

@@ -190,18 +190,18 @@ describe("engine: dead letters", () => {
       assert.strictEqual(byId.get("long")!.length, 1024)
     }).pipe(Effect.provide(queues())))
 
-  it.effect("the sender's own attributes are kept when all fit in SQS's 10; otherwise only pipeline.* ones", () =>
+  it.effect("the sender's own attributes are kept, in order, while they fit in SQS's 10 with the pipeline.* and error.* ones", () =>
     Effect.gen(function*() {
       // 3 pipeline.* + 2 own + 5 error.* = 10: all kept
       yield* send(QUEUE, [{ id: "fits", plan: "fail", reason: "r" }], { "app.a": "1", "app.b": "2" })
-      // 3 pipeline.* + 3 own + 5 error.* = 11: the own ones go
+      // 3 pipeline.* + 3 own + 5 error.* = 11: the last own one goes
       yield* send(QUEUE, [{ id: "crowded", plan: "fail", reason: "r" }], { "app.a": "1", "app.b": "2", "app.c": "3" })
       yield* pass(jobs)
       const byId = new Map((yield* messages(DLQ)).map((m) => [JSON.parse(m.body).id, Object.keys(m.attributes).sort()]))
       const errorKeys = ["error.message", "error.receive_count", "error.source_queue", "error.step", "error.tag"]
       const pipelineKeys = [Attribute.step, Attribute.traceId, Attribute.transitionId]
       assert.deepStrictEqual(byId.get("fits"), ["app.a", "app.b", ...errorKeys, ...pipelineKeys])
-      assert.deepStrictEqual(byId.get("crowded"), [...errorKeys, ...pipelineKeys])
+      assert.deepStrictEqual(byId.get("crowded"), ["app.a", "app.b", ...errorKeys, ...pipelineKeys])
     }).pipe(Effect.provide(queues())))
 
   it.effect("a mutation that returns a record its schema rejects is dead-lettered at that step", () =>

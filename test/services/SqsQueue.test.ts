@@ -51,7 +51,7 @@ describe("SqsQueue", () => {
         }
       }))
 
-    it.effect("a message from another sender keeps its String and Number attributes as text; a Binary one is left out", () =>
+    it.effect("a message from another sender keeps its String and Number attributes as text, and its Number and Binary ones as sent", () =>
       Effect.gen(function*() {
         const { queueUrl } = yield* newQueue()
         yield* Effect.promise(async () => {
@@ -72,6 +72,10 @@ describe("SqsQueue", () => {
         })
         const [message] = yield* receiveAtLeast(queueUrl, 1)
         assert.deepStrictEqual(message!.attributes, { kind: "other", count: "3" })
+        assert.deepStrictEqual(message!.typedAttributes, {
+          count: { dataType: "Number", stringValue: "3", binaryValue: undefined },
+          blob: { dataType: "Binary", stringValue: undefined, binaryValue: new Uint8Array([1, 2]) }
+        })
       }))
 
     it.effect("sends nothing for an empty list", () =>

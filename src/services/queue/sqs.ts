@@ -18,7 +18,7 @@ import {
   SQSClient
 } from "@aws-sdk/client-sqs"
 import { Effect, Option, Record as Rec, Schema } from "effect"
-import { type BatchResult, chunks, type EntryFailure, type OutgoingMessage, type QueueAttributes, type QueueMessage, type ReceiptEntry, type ReceiveOptions } from "../../domain/messages.ts"
+import { type BatchResult, chunks, type EntryFailure, type OutgoingMessage, type QueueAttributes, type QueueMessage, type ReceiptEntry, type ReceiveOptions, type TypedAttribute } from "../../domain/messages.ts"
 import { MessageQueue, QueueError } from "../MessageQueue.ts"
 import { awsErrorMessage, hasConfiguredEndpoint, isRetryableAwsError } from "../awsSdk.ts"
 
@@ -85,22 +85,41 @@ const mergeResults = (results: ReadonlyArray<BatchResult>): BatchResult => ({
   failed: results.flatMap((result) => result.failed)
 })
 
-/** Our attributes as SQS message attributes (none at all when empty), and back. */
+/** Our attributes as SQS message attributes (none at all when empty), typed ones with their own data type, and back. */
 const toMessageAttributes = (
-  attributes: Readonly<Record<string, string>> | undefined
-): Record<string, MessageAttributeValue> | undefined =>
-  attributes === undefined || Rec.isEmptyReadonlyRecord(attributes)
-    ? undefined
-    : Rec.map(attributes, (value): MessageAttributeValue => ({ DataType: "String", StringValue: value }))
+  attributes: Readonly<Record<string, string>> | undefined,
+  typed: Readonly<Record<string, TypedAttribute>> | undefined = {}
+): Record<string, MessageAttributeValue> | undefined => {
+  const all: Record<string, MessageAttributeValue> = Rec.map(attributes ?? {}, (value): MessageAttributeValue => ({ DataType: "String", StringValue: value }))
+  for (const [name, value] of Object.entries(typed)) {
+    all[name] = {
+      DataType: value.dataType,
+      ...(value.stringValue !== undefined ? { StringValue: value.stringValue } : {}),
+      ...(value.binaryValue !== undefined ? { BinaryValue: value.binaryValue } : {})
+    }
+  }
+  return Rec.isEmptyReadonlyRecord(all) ? undefined : all
+}
 
-/** Only string-valued attributes are ours; a binary one someone else set is left out. */
+/** String-valued attributes are ours; every one whose data type is not `String` (binary ones too) is also kept as sent, for a dead letter. */
 const fromMessageAttributes = (
   attributes: Readonly<Record<string, MessageAttributeValue>> | undefined
 ): Record<string, string> => Rec.getSomes(Rec.map(attributes ?? {}, (value) => Option.fromUndefinedOr(value.StringValue)))
 
+const typedFromMessageAttributes = (
+  attributes: Readonly<Record<string, MessageAttributeValue>> | undefined
+): Record<string, TypedAttribute> | undefined => {
+  const typed = Object.entries(attributes ?? {}).filter(([, value]) => value.DataType !== undefined && value.DataType !== "String")
+  return typed.length === 0 ? undefined : Object.fromEntries(typed.map(([name, value]) => [name, {
+    dataType: value.DataType!,
+    stringValue: value.StringValue,
+    binaryValue: value.BinaryValue
+  }]))
+}
+
 const toEntry = (message: OutgoingMessage, index: number): SendMessageBatchRequestEntry => {
   const entry: SendMessageBatchRequestEntry = { Id: String(index), MessageBody: message.body }
-  const attributes = toMessageAttributes(message.attributes)
+  const attributes = toMessageAttributes(message.attributes, message.typedAttributes)
   if (attributes !== undefined) entry.MessageAttributes = attributes
   if (message.groupId !== undefined) entry.MessageGroupId = message.groupId
   if (message.deduplicationId !== undefined) entry.MessageDeduplicationId = message.deduplicationId
@@ -201,6 +220,7 @@ export const make = Effect.gen(function*() {
         receiptHandle: message.ReceiptHandle ?? "",
         body: message.Body ?? "",
         attributes: fromMessageAttributes(message.MessageAttributes),
+        ...(typedFromMessageAttributes(message.MessageAttributes) === undefined ? {} : { typedAttributes: typedFromMessageAttributes(message.MessageAttributes) }),
         // we asked for it, so it is there; a message in hand has been received at least once
         receiveCount: Number.isInteger(receiveCount) && receiveCount > 0 ? receiveCount : 1
       }
