@@ -11,7 +11,7 @@
  * The runtime is built at init under Lambda (`initialized`), else on the first invocation. `handler.ts` is the entry for the built-in
  * pipelines; `handlerFor` is the entry `build --pipeline ./module.ts` bundles an author's module with.
  */
-import { Config, Effect, Layer, ManagedRuntime, Schema } from "effect"
+import { Config, Effect, Layer, ManagedRuntime, Option, Schema } from "effect"
 import { type BatchResponse, batchResponse, HandlerEvent, messagesOf } from "../domain/sqsEvent.ts"
 import { acknowledge, failedMessageIds, type Outcome, processBatch } from "../programs/engine.ts"
 import { countOutcomes } from "../programs/inProcessRunner.ts"
@@ -24,6 +24,7 @@ import { ObjectStore } from "../services/ObjectStore.ts"
 import { settingProblem } from "../services/settings.ts"
 import { TransitionLedger } from "../services/TransitionLedger.ts"
 import { lambdaLoggingLayer, MAX_LOGGED_TEXT, scrub } from "./logging.ts"
+import { emfLines, MetricsSink, StepTimings, timedPipeline } from "./metrics.ts"
 
 /** The handler's answer: the batch response, and how the messages ended. */
 export type HandlerResponse = BatchResponse & { readonly outcomes: OutcomeCounts }
@@ -40,14 +41,33 @@ export const handleEvent = Effect.fn("handleEvent")(function*(event: unknown) {
     Effect.orDie
   )
   const pipeline = yield* CurrentPipeline
+  const metrics = yield* Effect.serviceOption(MetricsSink)
+  const timings: StepTimings["Service"] = new Map()
+  const started = performance.now()
+  const messages = messagesOf(decoded)
   // the pipeline's own services are erased from its type: its layer is part of this runtime's
-  const outcomes = yield* (processBatch(pipeline)(messagesOf(decoded)) as Effect.Effect<
+  const outcomes = yield* (processBatch(Option.isSome(metrics) ? timedPipeline(pipeline) : pipeline)(messages) as Effect.Effect<
     ReadonlyArray<Outcome>,
     QueueError,
     MessageQueue | EngineSettings
-  >)
+  >).pipe(Effect.provideService(StepTimings, timings))
   if (!("Records" in decoded)) yield* acknowledge((yield* EngineSettings).queueUrl, outcomes)
-  return { ...batchResponse(failedMessageIds(outcomes)), outcomes: countOutcomes(outcomes) } satisfies HandlerResponse
+  const counts = countOutcomes(outcomes)
+  if (Option.isSome(metrics)) {
+    const deadLetteredBy = new Map<string, number>()
+    for (const outcome of outcomes) {
+      if (outcome._tag === "DeadLettered") deadLetteredBy.set(outcome.error._tag, (deadLetteredBy.get(outcome.error._tag) ?? 0) + 1)
+    }
+    metrics.value.write(emfLines(metrics.value.namespace, Date.now(), {
+      pipeline: pipeline.name,
+      records: messages.length,
+      counts,
+      deadLetteredBy,
+      steps: timings,
+      batchMillis: performance.now() - started
+    }))
+  }
+  return { ...batchResponse(failedMessageIds(outcomes)), outcomes: counts } satisfies HandlerResponse
 })
 
 /**
@@ -91,13 +111,14 @@ export const initialized = async <H extends { readonly init: () => Promise<void>
   return handler
 }
 
-/** Production: SQS and S3 from the environment; log lines at the levels Lambda's logging controls filter by (logging.ts). */
+/** Production: SQS and S3 from the environment; log lines at the levels Lambda's logging controls filter by (logging.ts); EMF metrics per batch (metrics.ts). */
 export const liveLayer = Layer.mergeAll(
   MessageQueue.layerSqs,
   ObjectStore.layerS3Config,
   EngineSettings.layerSqs,
   TransitionLedger.layerSqs,
-  lambdaLoggingLayer
+  lambdaLoggingLayer,
+  MetricsSink.layerStdout
 )
 
 /** The handler for an author's pipeline, as `build --pipeline` bundles it: a module that exports no pipeline fails the init. */

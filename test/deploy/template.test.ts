@@ -75,6 +75,8 @@ describe("infra/template.yaml", () => {
     assert.strictEqual(template.Parameters.MemorySize.Default, 128)
     assert.deepStrictEqual(fn.LoggingConfig, { LogGroup: { Ref: "LogGroup" }, LogFormat: "JSON", ApplicationLogLevel: { Ref: "ApplicationLogLevel" } })
     assert.strictEqual(template.Parameters.ApplicationLogLevel.Default, "INFO")
+    assert.deepStrictEqual(fn.Environment.Variables.PIPELINE_METRICS_NAMESPACE, { Ref: "MetricsNamespace" })
+    assert.strictEqual(template.Parameters.MetricsNamespace.Default, "sqs-state-pipeline")
     assert.deepStrictEqual(template.Parameters.ApplicationLogLevel.AllowedValues, ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])
     assert.deepStrictEqual(properties("LogGroup").RetentionInDays, { Ref: "LogRetentionDays" })
     assert.deepStrictEqual(fn.Code, { S3Bucket: { Ref: "CodeBucket" }, S3Key: { Ref: "CodeKey" } })

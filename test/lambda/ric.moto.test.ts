@@ -170,6 +170,13 @@ describe("the built zip under the Lambda runtime interface emulator and aws-lamb
     assert.include((warning!.message as { message: string }).message, "dead-lettered message")
     assert.strictEqual((warning!.message as { error: string }).error, "MalformedBody")
     assert.deepStrictEqual(lines.filter((line) => line.level === "INFO" || line.level === "DEBUG"), [])
+
+    // EMF: lines of their own (not wrapped by the log format, not dropped by the log level), per batch
+    const emf = logs.filter((line) => line.startsWith(`{"_aws":`)).map((line) => JSON.parse(line) as Record<string, number | string>)
+    const batches = emf.filter((doc) => "Records" in doc)
+    assert.strictEqual(batches.reduce((sum, doc) => sum + (doc["Records"] as number), 0), 4) // 2 sent, 1 successor, 1 done
+    assert.deepInclude(emf.find((doc) => doc["Reason"] === "MalformedBody"), { Pipeline: "greeting", DeadLettered: 1 })
+    assert.sameMembers(emf.filter((doc) => "Step" in doc).map((doc) => doc["Step"]), ["createGreeting", "createName"])
   })
 
   it("takes AWS's sample SQS event: bodies that are not records are dead-lettered with their reason, no receipt handle logged", async () => {
