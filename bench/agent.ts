@@ -11,15 +11,18 @@
  * middleware on its SQS clients. On moto, a counting proxy in front of the server also counts what
  * actually went over the wire, as a check on both.
  *
- * A last row runs the agent on the local queue while the records arrive one by one
- * (BENCH_TRICKLE_GAP_MS apart) instead of waiting as a backlog: batches are then as full as the
- * arrival rate allows, and so is the request count.
+ * The last rows run the agent while the records arrive one by one (BENCH_TRICKLE_GAP_MS apart)
+ * instead of waiting as a backlog, on moto and on the local queue, without and with a batching
+ * window (BENCH_BATCH_WINDOW, default "1 second"): without, batches are as full as the arrival
+ * rate allows, and so is the request count; with, the agent gathers them for up to the window.
+ * Their batch sizes (messages per batch run) are printed after the table.
  *
  * With the transition ledger: on moto its DynamoDB requests are counted on the wire, apart from
  * SQS's ("ledger/trans"); on the local queue it is a table in the same SQLite file.
  *
  * Options (environment): BENCH_RECORDS (default 200), BENCH_CONCURRENCY (default 40),
- * BENCH_TRICKLE_GAP_MS (default 20).
+ * BENCH_TRICKLE_GAP_MS (default 20), BENCH_BATCH_WINDOW (default "1 second"), BENCH_ONLY=trickle
+ * (only the rows where records trickle in) or trickle-local (only those on the local queue).
  */
 import {
   type Message,
@@ -31,12 +34,13 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, request as httpRequest, Agent } from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Deferred, Effect, Layer, Option, Schema, type Scope } from "effect"
+import { Deferred, type Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
 import { Consumer } from "sqs-consumer"
 import { fromAttributes, initialTransition, nextTransition, toAttributes } from "../src/domain/transition.ts"
 import { Greeting, greetingPipeline } from "../src/pipelines/greeting.ts"
 import { runAgent } from "../src/programs/agent.ts"
 import { inProcessRunner } from "../src/programs/inProcessRunner.ts"
+import { BatchRunner } from "../src/services/BatchRunner.ts"
 import { EngineSettings } from "../src/services/EngineSettings.ts"
 import { MAX_BATCH } from "../src/domain/messages.ts"
 import { MessageQueue, type QueueError } from "../src/services/MessageQueue.ts"
@@ -52,6 +56,9 @@ const STEPS_PER_RECORD = 3 // createGreeting, createName, and the pass that find
 const TRANSITIONS = RECORDS * STEPS_PER_RECORD
 const SCENARIO_TIMEOUT_MS = 60_000
 const TRICKLE_GAP_MS = Number(process.env["BENCH_TRICKLE_GAP_MS"] ?? 20)
+const BATCH_WINDOW = (process.env["BENCH_BATCH_WINDOW"] ?? "1 second") as Duration.Input
+const TRICKLE_ONLY = process.env["BENCH_ONLY"]?.startsWith("trickle") === true
+const LOCAL_TRICKLE_ONLY = process.env["BENCH_ONLY"] === "trickle-local"
 
 type Counts = Record<string, number>
 const add = (counts: Counts, key: string, n = 1) => {
@@ -74,6 +81,8 @@ interface AgentTrace {
   /** Time spent in calls, by operation (ms). */
   readonly millis: Counts
   readonly calls: Counts
+  /** Messages per batch run: index = batch size, value = how many batches. */
+  readonly batchSizes: Array<number>
 }
 
 const newTrace = (): AgentTrace => ({
@@ -83,7 +92,8 @@ const newTrace = (): AgentTrace => ({
   entriesPerSend: [],
   entriesPerDelete: [],
   millis: {},
-  calls: {}
+  calls: {},
+  batchSizes: []
 })
 
 const resetTrace = (trace: AgentTrace) => {
@@ -94,6 +104,7 @@ const resetTrace = (trace: AgentTrace) => {
   trace.entriesPerDelete.length = 0
   clear(trace.millis)
   clear(trace.calls)
+  trace.batchSizes.length = 0
 }
 
 const requestsFor = (entries: number) => Math.ceil(entries / MAX_BATCH)
@@ -217,7 +228,8 @@ const agentScenario = <E, L>(
   sqs: boolean,
   wire?: Counts,
   trickle?: Trickle,
-  ledger: Layer.Layer<TransitionLedger, L> = TransitionLedger.layerNone
+  ledger: Layer.Layer<TransitionLedger, L> = TransitionLedger.layerNone,
+  batchWindow: Duration.Input = 0
 ) => {
   const trace = newTrace()
   const services = Layer.mergeAll(countingQueue(queueLayer, trace, sqs), ObjectStore.layerMemory, EngineSettings.layerWith({ queueUrl }), ledger)
@@ -228,12 +240,18 @@ const agentScenario = <E, L>(
       if (seeded.failed.length > 0) return yield* Effect.die(new Error(`seeding failed: ${seeded.failed[0]!.message}`))
     } else {
       const producer = yield* trickle.producer
+      // one send every gap, whatever each send's latency (moto's can be longer than the gap)
       yield* Effect.forkScoped(Effect.forEach(initialMessages(), (message) =>
-        producer.send(queueUrl, [message]).pipe(Effect.andThen(Effect.sleep(trickle.gapMillis))), { discard: true }))
+        Effect.forkScoped(producer.send(queueUrl, [message])).pipe(Effect.andThen(Effect.sleep(trickle.gapMillis))), { discard: true }))
     }
     resetTrace(trace)
     if (wire !== undefined) clear(wire)
 
+    const inner = yield* BatchRunner
+    const counted = BatchRunner.of({
+      run: (messages) =>
+        Effect.sync(() => (trace.batchSizes[messages.length] = (trace.batchSizes[messages.length] ?? 0) + 1)).pipe(Effect.andThen(inner.run(messages)))
+    })
     const allDone = yield* Deferred.make<number>()
     const stop = yield* Deferred.make<void>()
     const started = performance.now()
@@ -243,12 +261,13 @@ const agentScenario = <E, L>(
       untilEmpty: false,
       waitSeconds: 20,
       stop,
+      batchWindow,
       progressEvery: "5 millis",
       onProgress: (stats) =>
         stats.succeeded + stats.failed >= TRANSITIONS
           ? Deferred.succeed(allDone, performance.now()).pipe(Effect.andThen(Deferred.succeed(stop, undefined)))
           : Effect.void
-    }).pipe(Effect.timeout(SCENARIO_TIMEOUT_MS))
+    }).pipe(Effect.provideService(BatchRunner, counted), Effect.timeout(SCENARIO_TIMEOUT_MS))
     const finished = yield* Deferred.await(allDone)
     const requests = { ...trace.requests }
     const wireCounts = wire === undefined ? undefined : Object.fromEntries(Object.entries(wire).filter(([op]) => !op.startsWith("DynamoDB")))
@@ -399,7 +418,7 @@ const table = (results: ReadonlyArray<Result>) => {
   const columns = ["transitions", "seconds", "trans/s", "requests", "req/trans", "wire req", "receive", "send", "delete", "other", "ledger/trans"]
   const widths = [11, 8, 8, 9, 10, 9, 8, 6, 7, 6, 12]
   const line = (name: string, cells: ReadonlyArray<string>) =>
-    `${name.padEnd(34)}${cells.map((cell, i) => cell.padStart(widths[i]! + 1)).join("")}`
+    `${name.padEnd(44)}${cells.map((cell, i) => cell.padStart(widths[i]! + 1)).join("")}`
   const out = [line("", columns)]
   out.push(line("original design (reference)", ["", "", "", "", "3.000", "", "1/msg", "1/msg", "1/msg", "", ""]))
   for (const result of results) {
@@ -441,6 +460,7 @@ const diagnose = (result: Result) => {
     `  receives ${receives} answered + ${(result.requests["ReceiveMessage"] ?? 0) - receives} long poll aborted at the stop (${empty} empty, ${full} full, ${trace.askedForLess} asked for < 10 for want of free slots), ${(received / Math.max(1, receives - empty)).toFixed(1)} messages per non-empty receive`,
     `    messages per receive -> receives: ${histogram(trace.receivedPerCall)}`,
     `  sends ${trace.entriesPerSend.filter((n) => n > 0).length} calls, ${mean(trace.entriesPerSend.filter((n) => n > 0)).toFixed(1)} successors each; deletes ${trace.entriesPerDelete.length} calls, ${mean(trace.entriesPerDelete).toFixed(1)} messages each`,
+    `  batches run ${trace.batchSizes.reduce((a, b) => a + (b ?? 0), 0)}, ${(trace.batchSizes.reduce((sum, count, size) => sum + (count ?? 0) * size, 0) / Math.max(1, trace.batchSizes.reduce((a, b) => a + (b ?? 0), 0))).toFixed(1)} messages each; size -> batches: ${histogram(trace.batchSizes)}`,
     `  other requests: ${other.length === 0 ? "none" : other.map(([op, n]) => `${op} ${n}`).join(", ")}`,
     `  mean time per call: ${["receive", "send", "delete"].map((op) => `${op} ${((trace.millis[op] ?? 0) / Math.max(1, trace.calls[op] ?? 0)).toFixed(1)} ms`).join(", ")}`
   ]
@@ -462,49 +482,71 @@ const main = async () => {
 
   try {
     const results: Array<Result> = []
-    const agentQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
-    results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", MessageQueue.layerSqs, agentQueue.queueUrl, true, proxy.wire)))
-    const ledgerQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
-    results.push(await Effect.runPromise(agentScenario(
-      "agent, moto, DynamoDB ledger",
-      MessageQueue.layerSqs,
-      ledgerQueue.queueUrl,
-      true,
-      proxy.wire,
-      undefined,
-      TransitionLedger.layerDynamo(await createLedgerTable())
-    )))
-
-    const baselineQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
-    // seeded through SqsQueue, not counted
-    await Effect.runPromise(
-      Effect.gen(function*() {
-        const queue = yield* MessageQueue
-        return yield* queue.send(baselineQueue.queueUrl, initialMessages())
-      }).pipe(Effect.provide(MessageQueue.layerSqs))
-    )
-    results.push(await baselineScenario(baselineQueue.queueUrl, proxy.wire))
-
     const localQueue: Layer.Layer<MessageQueue, QueueError> = MessageQueue.layerLocal({ directory: dataDir, visibilityTimeout: 30 })
-    results.push(await Effect.runPromise(agentScenario("agent, local queue (SQLite)", localQueue, "pipeline", false)))
-    results.push(await Effect.runPromise(agentScenario(
-      "agent, local queue, local ledger",
-      localQueue,
-      "ledgered",
-      false,
-      undefined,
-      undefined,
-      TransitionLedger.layerLocal(dataDir)
-    )))
-    // the same, with records arriving one every TRICKLE_GAP ms instead of a backlog
-    results.push(await Effect.runPromise(agentScenario(
-      `agent, local, 1 record/${TRICKLE_GAP_MS} ms`,
-      localQueue,
-      "trickle",
-      false,
-      undefined,
-      { gapMillis: TRICKLE_GAP_MS, producer: LocalQueue.make({ directory: dataDir }) }
-    )))
+    if (!TRICKLE_ONLY) {
+      const agentQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+      results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", MessageQueue.layerSqs, agentQueue.queueUrl, true, proxy.wire)))
+      const ledgerQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+      results.push(await Effect.runPromise(agentScenario(
+        "agent, moto, DynamoDB ledger",
+        MessageQueue.layerSqs,
+        ledgerQueue.queueUrl,
+        true,
+        proxy.wire,
+        undefined,
+        TransitionLedger.layerDynamo(await createLedgerTable())
+      )))
+
+      const baselineQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+      // seeded through SqsQueue, not counted
+      await Effect.runPromise(
+        Effect.gen(function*() {
+          const queue = yield* MessageQueue
+          return yield* queue.send(baselineQueue.queueUrl, initialMessages())
+        }).pipe(Effect.provide(MessageQueue.layerSqs))
+      )
+      results.push(await baselineScenario(baselineQueue.queueUrl, proxy.wire))
+
+      results.push(await Effect.runPromise(agentScenario("agent, local queue (SQLite)", localQueue, "pipeline", false)))
+      results.push(await Effect.runPromise(agentScenario(
+        "agent, local queue, local ledger",
+        localQueue,
+        "ledgered",
+        false,
+        undefined,
+        undefined,
+        TransitionLedger.layerLocal(dataDir)
+      )))
+    }
+    // records arriving one every TRICKLE_GAP ms instead of a backlog, without and with a batching window
+    const sqsProducer: Trickle["producer"] = Effect.flatMap(Effect.promise(() => import("../src/services/queue/sqs.ts")), (sqs) => sqs.make)
+    for (const window of LOCAL_TRICKLE_ONLY ? [] : [0, BATCH_WINDOW]) {
+      const label = window === 0 ? "" : `, window ${String(window)}`
+      const trickleQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+      results.push(await Effect.runPromise(agentScenario(
+        `agent, moto, 1 rec/${TRICKLE_GAP_MS} ms${label}`,
+        MessageQueue.layerSqs,
+        trickleQueue.queueUrl,
+        true,
+        proxy.wire,
+        { gapMillis: TRICKLE_GAP_MS, producer: sqsProducer },
+        TransitionLedger.layerNone,
+        window
+      )))
+    }
+    for (const window of [0, BATCH_WINDOW]) {
+      const label = window === 0 ? "" : `, window ${String(window)}`
+      results.push(await Effect.runPromise(agentScenario(
+        `agent, local, 1 rec/${TRICKLE_GAP_MS} ms${label}`,
+        localQueue,
+        window === 0 ? "trickle" : "trickle-window",
+        false,
+        undefined,
+        { gapMillis: TRICKLE_GAP_MS, producer: LocalQueue.make({ directory: dataDir }) },
+        TransitionLedger.layerNone,
+        window
+      )))
+    }
 
     console.log("")
     console.log(
@@ -513,12 +555,13 @@ const main = async () => {
     )
     console.log(
       `agent: concurrency ${CONCURRENCY}, long poll 20 s, in-process handler; baseline: ${Math.max(1, Math.round(CONCURRENCY / MAX_BATCH))} sqs-consumer consumers, batchSize 10, long poll 20 s. ` +
-        `Requests: counted by the caller; "wire req" = requests seen by a proxy in front of moto. node ${process.version}.`
+        `Requests: counted by the caller; "wire req" = requests seen by a proxy in front of moto (with records trickling in, the producer's ${RECORDS} sends too). node ${process.version}.`
     )
     console.log("")
     console.log(table(results))
     console.log("")
     for (const result of results) for (const text of diagnose(result)) console.log(text)
+    console.log(`goal with a ${String(BATCH_WINDOW)} window at one record every 20 ms: ≤ 0.35 requests per transition`)
     console.log(`ideal with full batches: (${TRANSITIONS / 10} receives + ${(RECORDS * 2) / 10} sends + ${TRANSITIONS / 10} deletes) / ${TRANSITIONS} = ${((TRANSITIONS / 10 + (RECORDS * 2) / 10 + TRANSITIONS / 10) / TRANSITIONS).toFixed(3)} per transition`)
     const problems = results.flatMap((result) => result.problems.map((problem) => `${result.name}: ${problem}`))
     if (problems.length > 0) {

@@ -209,8 +209,18 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
 
   /** The receives of the last RATE_SPAN_MILLIS: when, and how many messages each brought. */
   const recent: Array<{ readonly at: number; readonly count: number }> = []
-  /** Whether the last receive brought fewer messages than it asked for: the queue is drained, what comes next is new arrivals. */
+  /**
+   * Whether batches wait for arrivals (a receive brought fewer messages than it asked for) rather than
+   * for the agent (a backlog): then the agent waits for a batch to arrive before it receives.
+   */
   let drained = false
+  /**
+   * How much of the time a batch takes to arrive the agent waits before it receives. A full receive
+   * after such a wait may have left more behind: the wait shrinks a little each time; a short one
+   * grows it more, so that most receives come back full. Once it is small, full receives mean a
+   * backlog, and the agent receives without waiting until one comes back short.
+   */
+  let pace = 1
   let lastReceiveAt = 0
   /** Messages per millisecond: once the queue is drained, the receives take what arrives. */
   const arrivalRate = (now: number) => recent.reduce((sum, { at, count }) => (at > now - RATE_SPAN_MILLIS ? sum + count : sum), 0) / RATE_SPAN_MILLIS
@@ -222,11 +232,10 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
 
   const receive = (maxMessages: number, waitSeconds: number) =>
     queue.receive(options.queueUrl, { maxMessages, waitSeconds }).pipe(Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)))
-  const noted = (maxMessages: number) => (messages: ReadonlyArray<QueueMessage>) =>
+  const noted = (messages: ReadonlyArray<QueueMessage>) =>
     Effect.map(Clock.currentTimeMillis, (now) => {
       recent.push({ at: now, count: messages.length })
       while (recent[0]!.at <= now - RATE_SPAN_MILLIS) recent.shift()
-      drained = messages.length < maxMessages
       lastReceiveAt = now
     })
 
@@ -250,7 +259,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
         // a long poll (whole seconds) only as long as the window has left; a short one at its end
         const more = Option.flatten(yield* unlessStopped(Effect.option(receive(room, Math.floor(Math.max(0, left) / 1000)))))
         if (Option.isNone(more)) break
-        yield* noted(room)(more.value)
+        yield* noted(more.value)
         batch.push(...more.value)
       }
       return batch
@@ -268,7 +277,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     // let the next batch arrive before asking for it, within the window
     const before = Option.match(gatherStart, {
       onNone: () => 0,
-      onSome: (start) => Math.max(0, Math.min(start + windowMillis - now, timeToFill(held.count, now)))
+      onSome: (start) => Math.max(0, Math.min(start + windowMillis - now, pace * timeToFill(held.count, now)))
     })
     // until-empty polls briefly so it notices the end; a service waits as long as SQS allows
     const waitSeconds = options.untilEmpty ? Math.min(options.waitSeconds, 1) : options.waitSeconds
@@ -276,8 +285,14 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       Effect.retry(retryLogged(options.queueUrl, (attempt, error) => `receive from ${options.queueUrl} failed (attempt ${attempt}: ${error.message})`, false))
     )
     const received = yield* unlessStopped(before > 0 ? Effect.andThen(Effect.sleep(before), receiving) : receiving)
-    if (Option.isSome(received)) yield* noted(held.count)(received.value)
+    if (Option.isSome(received)) yield* noted(received.value)
     const messages = [...Option.getOrElse(received, () => [])]
+    if (Option.isSome(received) && windowMillis > 0) {
+      const full = messages.length >= held.count
+      if (before > 0) pace = full ? pace * 0.9 : Math.min(2, pace * 1.5)
+      drained = !full || (before > 0 && pace >= 0.25)
+      if (!drained) pace = 1
+    }
     if (windowMillis > 0 && messages.length > 0 && messages.length < batchSize) {
       // a long poll answers as soon as a message arrives: one that came after the window's end started a window of its own
       const at = yield* Clock.currentTimeMillis

@@ -19,6 +19,8 @@ interface Trickle {
   readonly batchWindow: Duration.Input
   readonly concurrency?: number
   readonly visibilityTimeout?: number
+  /** Records on the queue before the agent starts (ahead of those that trickle in). */
+  readonly backlog?: number
   /** Stop the agent at this time instead of after the last record ran. */
   readonly stopAt?: number
 }
@@ -58,7 +60,7 @@ const trickle = (options: Trickle) =>
       run: (messages) =>
         Effect.gen(function*() {
           batches.push({ at: yield* now, ids: messages.map(idOf) })
-          if (batches.flatMap((batch) => batch.ids).length >= options.records) yield* Deferred.succeed(stop, undefined)
+          if (batches.flatMap((batch) => batch.ids).length >= options.records + (options.backlog ?? 0)) yield* Deferred.succeed(stop, undefined)
           return { failed: new Set<string>(), outcomes: Option.none() }
         })
     })
@@ -75,6 +77,9 @@ const trickle = (options: Trickle) =>
     const logs = Logger.layer([Logger.make((log) => {
       if (log.logLevel === "Warn") warnings.push(String(log.message))
     })])
+    const seeds = Array.from({ length: options.backlog ?? 0 }, (_, i) => `b${i}`)
+    for (const id of seeds) sentAt.set(id, yield* now)
+    yield* base.send(QUEUE, seeds.map((id) => ({ id, body: JSON.stringify({ id }) })))
     yield* Effect.forkChild(producer)
     if (options.stopAt !== undefined) yield* Effect.forkChild(Effect.sleep(options.stopAt).pipe(Effect.andThen(Deferred.succeed(stop, undefined))))
     const agent = yield* Effect.forkChild(
@@ -126,6 +131,13 @@ describe("agent batching window (TestClock)", () => {
       assert.isAtMost(Math.max(...waits(observed, "sentAt")), 1000)
       assert.isAbove(Math.max(...sizes(observed)), 2, `gathered several a batch: ${sizes(observed).join(", ")}`)
       assert.isBelow(observed.batches.length, 12)
+    }))
+
+  it.effect("a backlog is not held back: full receives run at once", () =>
+    Effect.gen(function*() {
+      const observed = yield* run({ records: 0, gapMillis: 0, backlog: 100, batchWindow: "1 second", concurrency: 40 })
+      assert.deepStrictEqual(sizes(observed), Array.from({ length: 10 }, () => 10))
+      assert.deepStrictEqual(observed.batches.map((batch) => batch.at), Array.from({ length: 10 }, () => 0), "none waited for the window")
     }))
 
   it.effect("a batch is as big as the concurrency allows", () =>
