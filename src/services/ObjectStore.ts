@@ -5,11 +5,15 @@
 import { join } from "node:path"
 import { Config, Context, Effect, Layer, Option, Schema, type Stream } from "effect"
 import { DataDirConfig } from "./DataDir.ts"
+import { byteSizeSetting } from "./settings.ts"
 import type { MemoryObjectStoreControl } from "./objectStore/memory.ts"
 import type { S3ObjectStoreOptions } from "./objectStore/s3.ts"
 
 /** `PIPELINE_BUCKET`: the S3 bucket; unset means the local bucket. */
 const BucketConfig = Config.option(Config.NonEmptyString("PIPELINE_BUCKET"))
+
+/** `PIPELINE_OBJECT_CACHE`: bytes of just-written objects kept for reading back in this process; 0 (the default) keeps none. */
+const ObjectCacheConfig = byteSizeSetting("PIPELINE_OBJECT_CACHE").pipe(Config.withDefault(0))
 
 export interface ObjectInfo {
   readonly key: string
@@ -72,15 +76,29 @@ export class ObjectStore extends Context.Service<ObjectStore, {
         Context.make(ObjectStore, store).pipe(Context.add(memory.MemoryObjectStoreControl, control))))
   )
 
+  /** `store` keeping the objects this process writes, up to `maxBytes`, to read back without fetching them. */
+  static readonly withRecentObjects = <E, R>(store: Layer.Layer<ObjectStore, E, R>, maxBytes: number): Layer.Layer<ObjectStore, E, R> =>
+    maxBytes <= 0 ? store : Layer.effect(
+      ObjectStore,
+      Effect.gen(function*() {
+        const recent = yield* Effect.promise(() => import("./objectStore/recent.ts"))
+        return recent.make(yield* ObjectStore, maxBytes)
+      })
+    ).pipe(Layer.provide(store))
+
+  /** `store`, with the objects this process writes kept up to `PIPELINE_OBJECT_CACHE` bytes. */
+  private static readonly withCacheConfig = <E, R>(store: Layer.Layer<ObjectStore, E, R>) =>
+    Layer.unwrap(Effect.map(ObjectCacheConfig, (maxBytes) => ObjectStore.withRecentObjects(store, maxBytes)))
+
   /** The bucket `PIPELINE_BUCKET` names when set, otherwise the local bucket. */
-  static readonly layer: Layer.Layer<ObjectStore, ObjectStoreError | Config.ConfigError> = Layer.unwrap(
+  static readonly layer: Layer.Layer<ObjectStore, ObjectStoreError | Config.ConfigError> = ObjectStore.withCacheConfig(Layer.unwrap(
     Effect.map(BucketConfig, (bucket) => Option.isSome(bucket) ? ObjectStore.layerS3(bucket.value) : ObjectStore.layerLocalConfig)
-  )
+  ))
 
   /** An S3 bucket, required: `PIPELINE_BUCKET` (the Lambda function). */
-  static readonly layerS3Config: Layer.Layer<ObjectStore, Config.ConfigError> = Layer.unwrap(
+  static readonly layerS3Config: Layer.Layer<ObjectStore, Config.ConfigError> = ObjectStore.withCacheConfig(Layer.unwrap(
     Effect.map(Config.NonEmptyString("PIPELINE_BUCKET"), (bucket) => ObjectStore.layerS3(bucket))
-  )
+  ))
 }
 
 // every runtime provides the object store to a pipeline's own layer
