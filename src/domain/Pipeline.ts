@@ -12,6 +12,16 @@ export interface Mutation<Rec, E extends StepFailure = never, R = never> {
   /** Shown in logs and in the dead-letter queue's `step.name` attribute. */
   readonly name: string
   readonly run: (record: Rec) => Effect.Effect<Rec, E, R>
+  /** Its new state is always sent to the queue, even when the engine may run ahead (`PIPELINE_RUN_AHEAD`). */
+  readonly checkpoint?: boolean | undefined
+}
+
+export interface MutationOptions {
+  /**
+   * After this step the state is always sent, never run ahead of: for a step whose result must be
+   * durable before the next one starts (a payment, a call that must not be repeated).
+   */
+  readonly checkpoint?: boolean | undefined
 }
 
 /**
@@ -20,8 +30,9 @@ export interface Mutation<Rec, E extends StepFailure = never, R = never> {
  */
 export const mutation = <Rec, E extends StepFailure = never, R = never>(
   name: string,
-  run: (record: Rec) => Effect.Effect<NoInfer<Rec>, E, R>
-): Mutation<Rec, E, R> => ({ _tag: "Mutation", name, run })
+  run: (record: Rec) => Effect.Effect<NoInfer<Rec>, E, R>,
+  options: MutationOptions = {}
+): Mutation<Rec, E, R> => ({ _tag: "Mutation", name, run, ...(options.checkpoint === true ? { checkpoint: true } : {}) })
 
 export interface Done {
   readonly _tag: "Done"

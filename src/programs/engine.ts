@@ -7,7 +7,7 @@
  * with their reason; retryable ones are retried in process, then left to SQS redelivery.
  * Acknowledging (deleting) is the caller's job: Lambda deletes what the handler does not report.
  */
-import { Cause, Data, Duration, Effect, Exit, LogLevel, Metric, Option, Result, Schedule, Schema } from "effect"
+import { Cause, Clock, Data, Duration, Effect, Exit, LogLevel, Metric, Option, Result, Schedule, Schema } from "effect"
 import {
   Defect,
   isRetryable,
@@ -21,14 +21,17 @@ import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fifoFields, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
+import { InvocationDeadline } from "../services/InvocationDeadline.ts"
 import { type Claim, type Ending, type Finish, TransitionLedger } from "../services/TransitionLedger.ts"
 import { briefRetry, retryPolicy } from "./retry.ts"
 import { deleteAll, sendAll } from "./sendAll.ts"
 
 /** What happened to one message. Every outcome but `Failed` is acknowledged. */
 export type Outcome = Data.TaggedEnum<{
-  Advanced: { readonly message: QueueMessage; readonly mutation: string; readonly step: number }
-  Done: { readonly message: QueueMessage }
+  /** `transitions`: the steps run, more than one when the message ran ahead; `step` is the sent state's. */
+  Advanced: { readonly message: QueueMessage; readonly mutation: string; readonly step: number; readonly transitions: number }
+  /** `transitions`: steps run before the router said done (run ahead); `step`: the place it ended at. */
+  Done: { readonly message: QueueMessage; readonly transitions: number; readonly step: number }
   /** A copy of a message whose place in its chain another message holds: nothing was run. */
   Duplicate: { readonly message: QueueMessage }
   DeadLettered: { readonly message: QueueMessage; readonly error: StepFailure }
@@ -38,12 +41,29 @@ export const Outcome = Data.taggedEnum<Outcome>()
 
 /** What the engine decided for one message before anything is sent. */
 type Decision = Data.TaggedEnum<{
-  Next: { readonly message: QueueMessage; readonly mutation: string; readonly entry: OutgoingMessage; readonly step: number }
-  Done: { readonly message: QueueMessage }
+  Next: {
+    readonly message: QueueMessage
+    readonly mutation: string
+    readonly entry: OutgoingMessage
+    readonly step: number
+    /** The places this message ran through ahead of the one it sends (claimed for it in the ledger). */
+    readonly passed: ReadonlyArray<PassedPlace>
+  }
+  Done: { readonly message: QueueMessage; readonly passed: ReadonlyArray<PassedPlace> }
   DeadLetter: { readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
   Retry: { readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
 }>
 const Decision = Data.taggedEnum<Decision>()
+
+/** A place of a chain a message ran through in the same pass (run-ahead), and the mutation that made its state. */
+interface PassedPlace {
+  readonly step: number
+  readonly mutation: string
+  readonly recordId: string
+}
+
+/** Run-ahead stops this long before an invocation's deadline: time to send the state and answer. */
+const DEADLINE_MARGIN_MS = 3_000
 
 /** A failure and the stage it happened in (`decode`, `route`, or the mutation's name). */
 class StageFailure extends Data.TaggedError("StageFailure")<{ readonly stage: string; readonly error: StepFailure }> {}
@@ -141,6 +161,17 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const fifo = isFifo(settings.queueUrl)
     // a debug line per step, retry and done; asked once a batch, so that below Debug they cost nothing a message
     const debug = yield* LogLevel.isEnabled("Debug")
+    const runAheadMillis = Duration.toMillis(settings.runAhead)
+    const runAhead = runAheadMillis > 0
+    const deadline = yield* InvocationDeadline
+    /** The router's answer for a state reached while running ahead; a router that throws ends the run-ahead. */
+    const routeOf = (state: Rec) => {
+      try {
+        return pipeline.router(state)
+      } catch {
+        return undefined
+      }
+    }
     const idOf = (record: Rec) => {
       try {
         return pipeline.recordId(record)
@@ -181,9 +212,10 @@ export const processBatch = <Rec, E extends StepFailure, R>(
             Effect.annotateLogs({ recordId, steps: current.step, messageId: message.messageId })
           )
         }
-        return Decision.Done({ message })
+        return Decision.Done({ message, passed: [] })
       }
       if (route._tag === "UnknownState") return yield* new StageFailure({ stage: "route", error: route })
+      const startedAt = runAhead ? yield* Clock.currentTimeMillis : 0
       const next = yield* route.run(record).pipe(Effect.retry(debug ? retryLogged(idOf(record), route.name) : retry), atStage(route.name))
       const encoded = yield* encode(next).pipe(
         Effect.mapError((error) =>
@@ -193,26 +225,65 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           })
         )
       )
-      const recordId = pipeline.recordId(next)
-      const transition = nextTransition(current, recordId, encoded)
+      let recordId = pipeline.recordId(next)
+      let transition = nextTransition(current, recordId, encoded)
       if (debug) {
         yield* Effect.logDebug(`record ${recordId}: step ${transition.step} ${route.name}`).pipe(
           Effect.annotateLogs({ recordId, step: transition.step, mutation: route.name, messageId: message.messageId })
         )
       }
+
+      // run-ahead: the steps after this one, in this pass, while the budget lasts. Each is tried
+      // once: a failure, a router that cannot place the state, or the step limit ends it, and the
+      // last state is sent for the next pass to deal with (mutations are idempotent, so a crash here
+      // only redoes work from this message's state)
+      let state = next
+      let body = encoded
+      let made: { readonly name: string; readonly checkpoint?: boolean | undefined } = route
+      const passed: Array<PassedPlace> = []
+      const until = Math.min(startedAt + runAheadMillis, Option.getOrElse(deadline, () => Infinity) - DEADLINE_MARGIN_MS)
+      while (runAhead && made.checkpoint !== true && transition.step < settings.maxSteps && (yield* Clock.currentTimeMillis) < until) {
+        const answer = routeOf(state)
+        if (answer === undefined || answer._tag === "UnknownState") break
+        if (answer._tag === "Done") {
+          passed.push({ step: transition.step, mutation: made.name, recordId })
+          if (debug) {
+            yield* Effect.logDebug(`record ${recordId}: done after ${transition.step} steps`).pipe(
+              Effect.annotateLogs({ recordId, steps: transition.step, messageId: message.messageId })
+            )
+          }
+          return Decision.Done({ message, passed })
+        }
+        const ran = yield* Effect.exit(answer.run(state))
+        if (Exit.isFailure(ran)) break
+        const encodedRan = yield* Effect.exit(encode(ran.value))
+        if (Exit.isFailure(encodedRan)) break
+        passed.push({ step: transition.step, mutation: made.name, recordId })
+        state = ran.value
+        body = encodedRan.value
+        recordId = pipeline.recordId(state)
+        transition = nextTransition(transition, recordId, body)
+        made = answer
+        if (debug) {
+          yield* Effect.logDebug(`record ${recordId}: step ${transition.step} ${answer.name} (run ahead)`).pipe(
+            Effect.annotateLogs({ recordId, step: transition.step, mutation: answer.name, messageId: message.messageId })
+          )
+        }
+      }
+
       const entry: OutgoingMessage = {
         id: `m${index}`,
-        body: JSON.stringify(encoded),
+        body: JSON.stringify(body),
         attributes: {
           ...toAttributes(transition),
           // for the ledger's history: the mutation always; the record id once a chain, on its first
-          // successor when its first message did not name it (the producer's do)
-          [Attribute.mutation]: route.name,
-          ...(current.step > 0 || message.attributes[Attribute.recordId] !== undefined || recordId === "" ? {} : { [Attribute.recordId]: recordId })
+          // successor when its first message did not name it (the producer's do) and it ran no place ahead
+          [Attribute.mutation]: made.name,
+          ...(current.step > 0 || passed.length > 0 || message.attributes[Attribute.recordId] !== undefined || recordId === "" ? {} : { [Attribute.recordId]: recordId })
         },
         ...(fifo ? fifoFields(recordId, transition) : {})
       }
-      return Decision.Next({ message, mutation: route.name, entry, step: transition.step })
+      return Decision.Next({ message, mutation: made.name, entry, step: transition.step, passed })
     }, (effect, message) =>
       Effect.map(Effect.exit(effect), (exit): Decision => {
         if (Exit.isSuccess(exit)) return exit.value
@@ -274,24 +345,66 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         : decision
     )
 
+    // the places a message ran through ahead are claimed for it too, before its state is sent: if
+    // another message holds one (an earlier attempt's successor), this pass is a copy and sends nothing
+    const passing = Option.isNone(ledger) ? [] : decisions.filter((d) => (d._tag === "Next" || d._tag === "Done") && d.passed.length > 0)
+    const stopped = new Set<QueueMessage>()
+    if (Option.isSome(ledger) && passing.length > 0) {
+      const passedClaims = passing.flatMap((decision) => {
+        const own = claimOf(decision.message)
+        const passed = decision._tag === "Next" || decision._tag === "Done" ? decision.passed : []
+        return passed.map((place, index): Claim & { readonly message: QueueMessage } => ({
+          ...own,
+          step: place.step,
+          mutation: place.mutation,
+          // the record id once a chain, as on a first successor, when its first message did not name it
+          recordId: own.recordId ?? (own.step === 0 && index === 0 && place.recordId !== "" ? place.recordId : undefined),
+          queue: settings.queueUrl,
+          message: decision.message
+        }))
+      })
+      const results = yield* Effect.exit(ledger.value.claim(passedClaims.map(({ message: _, ...claim }) => claim)).pipe(Effect.retry(retry)))
+      if (Exit.isFailure(results)) {
+        // not known to be the only lineage past its place: left for redelivery, like an unclaimable batch
+        const error = Cause.squash(results.cause) as StepFailure
+        for (const decision of passing) {
+          stopped.add(decision.message)
+          outcomes.push(Outcome.Failed({ message: decision.message, error }))
+        }
+      } else {
+        for (const [index, claim] of passedClaims.entries()) {
+          if (results.value[index] !== "Duplicate" || stopped.has(claim.message)) continue
+          stopped.add(claim.message)
+          yield* Effect.logInfo(
+            `skipped message ${claim.message.messageId}: step ${claim.step} of chain ${claim.traceId}, which it ran ahead to, is held by another message`
+          )
+          outcomes.push(Outcome.Duplicate({ message: claim.message }))
+        }
+      }
+    }
+    const acting = stopped.size === 0 ? decisions : decisions.filter((decision) => !stopped.has(decision.message))
+
     // successors first: a message is handled only once its successor is confirmed sent
-    const next = decisions.filter((d) => d._tag === "Next")
+    const next = acting.filter((d) => d._tag === "Next")
     const sendFailures = yield* sendAll(settings.queueUrl, next.map((d) => d.entry), retry)
     for (const decision of next) {
       const error = sendFailures.get(decision.entry.id)
       outcomes.push(
         error === undefined
-          ? Outcome.Advanced({ message: decision.message, mutation: decision.mutation, step: decision.step })
+          ? Outcome.Advanced({ message: decision.message, mutation: decision.mutation, step: decision.step, transitions: decision.passed.length + 1 })
           : Outcome.Failed({ message: decision.message, error })
       )
     }
 
-    for (const decision of decisions) {
-      if (decision._tag === "Done") outcomes.push(Outcome.Done({ message: decision.message }))
+    for (const decision of acting) {
+      if (decision._tag === "Done") {
+        const at = decision.passed.at(-1)?.step ?? claimOf(decision.message).step
+        outcomes.push(Outcome.Done({ message: decision.message, transitions: decision.passed.length, step: at }))
+      }
       if (decision._tag === "Retry") outcomes.push(Outcome.Failed({ message: decision.message, error: decision.error }))
     }
 
-    const deadLetters = decisions.filter((d) => d._tag === "DeadLetter")
+    const deadLetters = acting.filter((d) => d._tag === "DeadLetter")
     if (deadLetters.length > 0) {
       const lookup = yield* Effect.result(deadLetterQueue)
       const target = Result.isSuccess(lookup) ? lookup.success : Option.none<string>()
@@ -336,7 +449,9 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         : outcome._tag === "Duplicate"
         ? { _tag: "DuplicateSkipped" }
         : undefined
-      return ending === undefined ? [] : [{ ...claimOf(outcome.message), ending }]
+      // a record done after running ahead ends at the place it reached
+      const place = outcome._tag === "Done" ? { step: outcome.step } : {}
+      return ending === undefined ? [] : [{ ...claimOf(outcome.message), ...place, ending }]
     })
     if (Option.isSome(ledger) && endings.length > 0) {
       yield* ledger.value.finish(endings).pipe(

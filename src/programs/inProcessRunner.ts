@@ -9,12 +9,18 @@ import type { EngineSettings } from "../services/EngineSettings.ts"
 import type { MessageQueue, QueueError } from "../services/MessageQueue.ts"
 import { failedMessageIds, type Outcome, processBatch } from "./engine.ts"
 
-/** How many messages of a batch ended each way (`Failed` ones are handed back for a retry). */
+/**
+ * How many messages of a batch ended each way (`Failed` ones are handed back for a retry);
+ * `advanced` counts steps run, several for a message that ran ahead.
+ */
 export const countOutcomes = (outcomes: ReadonlyArray<Outcome>): OutcomeCounts => {
   const counts = { advanced: 0, done: 0, deadLettered: 0, retried: 0, duplicates: 0 }
   for (const outcome of outcomes) {
-    if (outcome._tag === "Advanced") counts.advanced++
-    else if (outcome._tag === "Done") counts.done++
+    if (outcome._tag === "Advanced") counts.advanced += outcome.transitions
+    else if (outcome._tag === "Done") {
+      counts.done++
+      counts.advanced += outcome.transitions
+    }
     else if (outcome._tag === "DeadLettered") counts.deadLettered++
     else if (outcome._tag === "Failed") counts.retried++
     else counts.duplicates++

@@ -17,6 +17,11 @@ export interface Settings {
   readonly retryFor: Duration.Duration
   /** Messages of one batch worked on at once. */
   readonly concurrency: number
+  /**
+   * How long a message may go on running the steps after its own in the same pass, instead of a
+   * queue round trip per step (zero: one step per pass). A Lambda's remaining time bounds it too.
+   */
+  readonly runAhead: Duration.Duration
 }
 
 /** The embedded queue's name when no pipeline names it (its dead-letter queue is `pipeline-dlq`). */
@@ -32,7 +37,8 @@ const defaults = {
   deadLetterQueueUrl: Option.none<string>(),
   maxSteps: 100,
   retryFor: Duration.seconds(10),
-  concurrency: 10
+  concurrency: 10,
+  runAhead: Duration.zero
 }
 
 /** Everything but the queue URL, from the environment. */
@@ -41,7 +47,8 @@ const SettingsConfig = Config.all({
   // at least 1: 0 steps would dead-letter every record, 0 at once would run nothing
   maxSteps: intSetting("PIPELINE_MAX_STEPS", 1).pipe(Config.withDefault(defaults.maxSteps)),
   retryFor: durationSetting("PIPELINE_RETRY_FOR").pipe(Config.withDefault(defaults.retryFor)),
-  concurrency: intSetting("PIPELINE_CONCURRENCY", 1).pipe(Config.withDefault(defaults.concurrency))
+  concurrency: intSetting("PIPELINE_CONCURRENCY", 1).pipe(Config.withDefault(defaults.concurrency)),
+  runAhead: durationSetting("PIPELINE_RUN_AHEAD").pipe(Config.withDefault(defaults.runAhead))
 })
 
 const settingsFor = (queueUrl: Config.Config<string>) =>

@@ -497,7 +497,7 @@ describe("engine: acknowledging", () => {
     return Effect.gen(function*() {
       yield* send(QUEUE, [{ id: "done", plan: "ok", result: "done" }])
       const [message] = yield* (yield* MessageQueue).receive(QUEUE)
-      yield* acknowledge(QUEUE, [{ _tag: "Done", message: { ...message!, receiptHandle: "stale" } }])
+      yield* acknowledge(QUEUE, [{ _tag: "Done", message: { ...message!, receiptHandle: "stale" }, transitions: 0, step: 0 }])
       assert.strictEqual((yield* messages(QUEUE)).length, 1)
       assert.deepStrictEqual(logs.lines.map((l) => [l.level, l.message]), [[
         "Warn",

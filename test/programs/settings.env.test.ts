@@ -237,8 +237,8 @@ describe("settings from the environment", () => {
     Effect.gen(function*() {
       const settings = yield* EngineSettings
       assert.deepStrictEqual(
-        { ...settings, retryFor: Duration.toMillis(settings.retryFor) },
-        { queueUrl: "https://sqs/q", deadLetterQueueUrl: Option.some("https://sqs/d"), maxSteps: 7, retryFor: 2500, concurrency: 4 }
+        { ...settings, retryFor: Duration.toMillis(settings.retryFor), runAhead: Duration.toMillis(settings.runAhead) },
+        { queueUrl: "https://sqs/q", deadLetterQueueUrl: Option.some("https://sqs/d"), maxSteps: 7, retryFor: 2500, concurrency: 4, runAhead: 1500 }
       )
     }).pipe(Effect.provide(EngineSettings.layer.pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromEnv({
       env: {
@@ -246,7 +246,8 @@ describe("settings from the environment", () => {
         PIPELINE_DLQ_URL: "https://sqs/d",
         PIPELINE_MAX_STEPS: "7",
         PIPELINE_RETRY_FOR: "2500 millis",
-        PIPELINE_CONCURRENCY: "4"
+        PIPELINE_CONCURRENCY: "4",
+        PIPELINE_RUN_AHEAD: "1500 millis"
       }
     })))))))
 
