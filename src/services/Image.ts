@@ -1,7 +1,7 @@
 /**
  * Image work as an Effect service: one operation, a JPEG thumbnail of a given width. Implemented by
- * sharp (libvips, `image/sharp.ts`, loaded with sharp itself only when a layer is built, so that
- * importing this file costs a Lambda's cold start nothing) and by a fake for unit tests
+ * sharp (libvips, `image/sharp.ts`, loaded with sharp itself on the first thumbnail, so that
+ * neither importing this file nor a step that makes no thumbnail costs a Lambda's cold start or memory anything) and by a fake for unit tests
  * (`image/fake.ts`, no native code).
  *
  * Memory is what limits the sharp implementation in a 128 MB Lambda, so:
@@ -110,9 +110,17 @@ export class Image extends Context.Service<Image, {
    */
   thumbnail(input: Uint8Array, width: number): Effect.Effect<Thumbnail, ImageError>
 }>()("pipeline/services/Image") {
-  /** sharp with these limits; sharp is loaded when the layer is built, not when this file is imported. */
+  /**
+   * sharp with these limits, loaded on the first thumbnail rather than when the layer is built:
+   * sharp and libvips are about 30 MB of a Lambda's memory and much of its init, and a step that
+   * makes no thumbnail (the download) never needs them.
+   */
   static readonly layerSharp = (limits: ImageLimits): Layer.Layer<Image> =>
-    Layer.effect(Image, Effect.flatMap(Effect.promise(() => import("./image/sharp.ts")), (sharp) => sharp.make(limits)))
+    Layer.sync(Image, () => {
+      let loaded: Promise<Image["Service"]> | undefined
+      const sharp = Effect.promise(() => (loaded ??= import("./image/sharp.ts").then((module) => Effect.runPromise(module.make(limits)))))
+      return Image.of({ limits, thumbnail: (input, width) => Effect.flatMap(sharp, (service) => service.thumbnail(input, width)) })
+    })
 
   /** sharp, limits from `THUMBNAIL_MAX_PIXELS` and `THUMBNAIL_MAX_PROGRESSIVE_PIXELS`. */
   static readonly layer: Layer.Layer<Image, Config.ConfigError> = Layer.unwrap(Effect.map(ImageLimitsConfig, Image.layerSharp))

@@ -206,7 +206,7 @@ describe("Image.layerTest, the fake without native code", () => {
       }
     }))
 
-  it("importing Image.ts and using the fake loads no sharp; the sharp layer does", async () => {
+  it("importing Image.ts and using the fake loads no sharp, nor does building the sharp layer; its first thumbnail does", async () => {
     // a child process, so that no other test has loaded sharp already; a resolve hook sees every import
     const script = `
       import { registerHooks } from "node:module"
@@ -217,11 +217,15 @@ describe("Image.layerTest, the fake without native code", () => {
       const { fakeJpeg } = await import(${JSON.stringify(pathToFileURL(join(import.meta.dirname, "../../src/services/image/fake.ts")).href)})
       const made = await Effect.runPromise(Image.use((image) => image.thumbnail(fakeJpeg(400, 300), 100)).pipe(Effect.provide(Image.layerTest())))
       const withFake = sharpImports
-      await Effect.runPromise(Image.use((image) => Effect.succeed(image.limits)).pipe(Effect.provide(Image.layerSharp({ maxPixels: 1, maxProgressivePixels: 1 }))))
-      console.log(JSON.stringify({ height: made.height, withFake, withSharp: sharpImports }))`
+      const sharpLayer = Image.layerSharp({ maxPixels: 1, maxProgressivePixels: 1 })
+      await Effect.runPromise(Image.use((image) => Effect.succeed(image.limits)).pipe(Effect.provide(sharpLayer)))
+      const afterLayer = sharpImports
+      // over the pixel limit: refused, but by sharp
+      await Effect.runPromise(Image.use((image) => Effect.exit(image.thumbnail(fakeJpeg(400, 300), 100))).pipe(Effect.provide(sharpLayer)))
+      console.log(JSON.stringify({ height: made.height, withFake, afterLayer, withSharp: sharpImports }))`
     const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
       cwd: join(import.meta.dirname, "../..")
     })
-    assert.deepStrictEqual(JSON.parse(stdout), { height: 75, withFake: 0, withSharp: 1 })
+    assert.deepStrictEqual(JSON.parse(stdout), { height: 75, withFake: 0, afterLayer: 0, withSharp: 1 })
   }, 30_000)
 })

@@ -94,6 +94,8 @@ export interface Invocation {
 }
 
 export interface LambdaContainer {
+  /** The emulator's process id; the runtime is its child. */
+  readonly pid: number
   readonly invoke: (event: unknown) => Promise<Invocation>
   /** Every line written so far, the emulator's own included. */
   readonly output: () => ReadonlyArray<string>
@@ -176,5 +178,5 @@ export const startContainer = async (options: ContainerOptions): Promise<LambdaC
       child.once("exit", () => resolve())
       process.kill(-child.pid!, "SIGKILL")
     })
-  return { invoke, output: () => [...lines], stop }
+  return { pid: child.pid!, invoke, output: () => [...lines], stop }
 }
