@@ -13,8 +13,9 @@
  * - the original design: one Lambda invoke per message, three SQS requests per message (receive,
  *   send, delete), the same work per message as measured, no ledger;
  * - this project, one step per pass: the requests, invokes and duration measured;
- * - this project with run-ahead (a 30 s budget), measured the same way, when the engine has it
- *   (its settings have `runAhead`, PIPELINE_RUN_AHEAD); "not implemented" otherwise;
+ * - this project with run-ahead (a 30 s budget) and the object cache (32 MiB; the requests counted
+ *   below it), measured the same way, when the engine has it (its settings have `runAhead`,
+ *   PIPELINE_RUN_AHEAD); "not implemented" otherwise;
  * - the same state machine on Step Functions, one Task state per mutation invoking a Lambda with
  *   one record (the router's choices known in advance: no Choice states), then Succeed. Standard
  *   pays per state transition; Express per execution and its duration (the tasks' time, 64 MB).
@@ -134,7 +135,12 @@ const counting = (measured: Measured) => {
 }
 
 /** The whole sample set through the agent on the local backends, counted. */
-const measure = (imageSource: string, stockNumbers: ReadonlyArray<string>, sizes: ReadonlyArray<number>, runAhead?: Duration.Duration) =>
+const measure = (
+  imageSource: string,
+  stockNumbers: ReadonlyArray<string>,
+  sizes: ReadonlyArray<number>,
+  runAhead?: { readonly budget: Duration.Duration; readonly cacheBytes: number }
+) =>
   Effect.gen(function*() {
     const dataDir = mkdtempSync(join(tmpdir(), "bench-cost-"))
     const measured: Measured = { records: stockNumbers.length, sqs: {}, s3: {}, ledgerWrites: 0, batchMillis: [], batchSizes: [], transitions: 0, done: 0, steps: 0 }
@@ -142,10 +148,13 @@ const measure = (imageSource: string, stockNumbers: ReadonlyArray<string>, sizes
     const { queue, store, ledger } = counting(measured)
     const backends = Layer.mergeAll(
       queue.pipe(Layer.provide(MessageQueue.layerLocal({ directory: dataDir, visibilityTimeout: 60 }))),
-      store.pipe(Layer.provide(ObjectStore.layerLocal(join(dataDir, "bucket")))),
+      // the cache above the count: what it serves costs no request
+      runAhead === undefined
+        ? store.pipe(Layer.provide(ObjectStore.layerLocal(join(dataDir, "bucket"))))
+        : ObjectStore.withRecentObjects(store.pipe(Layer.provide(ObjectStore.layerLocal(join(dataDir, "bucket")))), runAhead.cacheBytes),
       ledger.pipe(Layer.provide(TransitionLedger.layerLocal(dataDir))),
       // run-ahead's budget, for an engine that has it (an engine that does not ignores it)
-      EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5), ...(runAhead === undefined ? {} : { runAhead }) })
+      EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5), ...(runAhead === undefined ? {} : { runAhead: runAhead.budget }) })
     )
     const services = ThumbnailSteps.layer.pipe(
       Layer.provideMerge(backends),
@@ -209,8 +218,8 @@ const costOf = (r: PerRecord, slowdown = 1) => {
   return { ...items, total: Object.values(items).reduce((a, b) => a + b, 0) }
 }
 
-/** The run-ahead budget the row with run-ahead measures (a Lambda's remaining time bounds it too). */
-const RUN_AHEAD = Duration.seconds(30)
+/** The run-ahead budget the row with run-ahead measures (a Lambda's remaining time bounds it too), with the object cache (PIPELINE_OBJECT_CACHE). */
+const RUN_AHEAD = { budget: Duration.seconds(30), cacheBytes: 32 * 1024 * 1024 }
 
 const thisProject = (m: Measured): PerRecord => ({
   s3Put: (((m.s3["PUT"] ?? 0) + (m.s3["LIST"] ?? 0)) / m.records),
@@ -245,7 +254,7 @@ const designs = (m: Measured, ahead: Measured | undefined) => {
     }],
     ["this project, one step per pass (measured)", thisProject(m)],
     [
-      `this project with run-ahead ${Duration.format(RUN_AHEAD)} (measured)`,
+      `this project, run-ahead ${Duration.format(RUN_AHEAD.budget)} + 32 MiB cache (measured)`,
       ahead === undefined ? "not implemented: the engine has no PIPELINE_RUN_AHEAD yet" : thisProject(ahead)
     ],
     ["Step Functions Standard (a Task a mutation, Succeed)", {
