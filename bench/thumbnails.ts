@@ -16,12 +16,18 @@
  *    `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128` as Lambda sets it), next to bare sharp on the same image
  *    (bench/sharpRss.ts); and one Lambda batch of ten such images through the handler.
  *
+ *    - the same with run-ahead (every step of a record in one pass) and the just-written raw image
+ *      kept in memory for the thumbnail steps to read;
+ *    - the fair peer: a bare script doing what the pipeline must (download, store the raw image,
+ *      make and store both thumbnails), no queue.
+ *    And the queue requests per transition on the memory queue, one step per pass and run ahead.
+ *
  * Options (environment): BENCH_IMAGES (sample set size, default 20), BENCH_ROUNDS (default 5),
  * THUMBNAIL_SIZES (default 100,200).
  */
 import { execFile, spawn } from "node:child_process"
 import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
-import { readFile } from "node:fs/promises"
+import { open, readFile, rename } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
@@ -37,6 +43,7 @@ import { EngineSettings } from "../src/services/EngineSettings.ts"
 import { makeSampleImages, type SampleImage } from "../src/pipelines/thumbnails/sampleImages.ts"
 import { ObjectStore } from "../src/services/ObjectStore.ts"
 import { MessageQueue } from "../src/services/MessageQueue.ts"
+import { MemoryQueueControl } from "../src/services/queue/memory.ts"
 
 const IMAGES = Number(process.env["BENCH_IMAGES"] ?? 20)
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 5)
@@ -76,12 +83,18 @@ const pipelineRound = (
     readonly rawInBucket: ReadonlyMap<string, { readonly bytes: Uint8Array; readonly contentType: string }> | undefined
     /** The embedded SQLite queue and folder bucket (in a fresh temp folder), as `npm start` runs; memory otherwise. */
     readonly local: boolean
+    /** Run-ahead (PIPELINE_RUN_AHEAD) with the just-written objects kept (PIPELINE_OBJECT_CACHE): one pass a record. */
+    readonly runAhead?: boolean | undefined
+    /** Called with the memory queue's request counts after the round (memory backends only). */
+    readonly onRequests?: ((requests: Readonly<Record<string, number>>) => void) | undefined
   }
 ) => {
   const dataDir = options.local ? mkdtempSync(join(tmpdir(), "bench-thumbnails-")) : undefined
-  const backends = dataDir === undefined
-    ? Layer.mergeAll(MessageQueue.layerMemory({ [QUEUE]: {} }), ObjectStore.layerMemory)
-    : Layer.mergeAll(MessageQueue.layerLocal({ directory: dataDir }), ObjectStore.layerLocal(join(dataDir, "bucket")))
+  const store = dataDir === undefined ? ObjectStore.layerMemory : ObjectStore.layerLocal(join(dataDir, "bucket"))
+  const backends = Layer.mergeAll(
+    dataDir === undefined ? MessageQueue.layerMemory({ [QUEUE]: {} }) : MessageQueue.layerLocal({ directory: dataDir }),
+    options.runAhead === true ? ObjectStore.withRecentObjects(store, 64 * 1024 * 1024) : store
+  )
   const pipeline = makeThumbnailPipeline(sizes)
   const processMessages = processBatch(pipeline)
   return Effect.gen(function*() {
@@ -111,11 +124,14 @@ const pipelineRound = (
       }
     }
     if (done !== images.length) throw new Error(`${done} of ${images.length} records done`)
-    return (performance.now() - started) / 1000
+    const seconds = (performance.now() - started) / 1000
+    const control = yield* Effect.serviceOption(MemoryQueueControl)
+    if (options.onRequests !== undefined && control._tag === "Some") options.onRequests(control.value.requests)
+    return seconds
   }).pipe(
     Effect.provide(
       Layer.mergeAll(
-        EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5) }),
+        EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5), runAhead: options.runAhead === true ? Duration.minutes(1) : Duration.zero }),
         ThumbnailSteps.layer.pipe(
           Layer.provideMerge(backends),
           Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IMAGE_SOURCE: imageSource })))
@@ -142,6 +158,44 @@ const bareRound = async (folder: string, images: ReadonlyArray<SampleImage>, siz
     }
   }
   return (performance.now() - started) / 1000
+}
+
+/**
+ * The fair peer: a bare script doing the work the pipeline must do, without a queue: download each
+ * image, store the raw image, make both thumbnails from the bytes in hand and store them (files in
+ * a fresh folder, flushed as the local bucket does), ten images at a time as the engine takes a batch; seconds.
+ */
+const fairBareRound = async (images: ReadonlyArray<SampleImage>, sizes: ReadonlyArray<number>, source: string) => {
+  const out = mkdtempSync(join(tmpdir(), "bench-fair-"))
+  // stored as durably as the local bucket stores: a temp file, flushed, renamed into place
+  const store = async (name: string, data: Uint8Array) => {
+    const temp = join(out, `.${name}.tmp`)
+    const handle = await open(temp, "w")
+    try {
+      await handle.writeFile(data)
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
+    await rename(temp, join(out, name))
+  }
+  const started = performance.now()
+  // ten at a time, as the engine works on a batch of ten
+  const one = async (image: SampleImage) => {
+    const input = Buffer.from(await (await fetch(source.replace("{stock_no}", image.stockNo))).arrayBuffer())
+    await store(`${image.stockNo}.raw`, input)
+    const largest = await sharp(input).autoOrient().resize({ width: sizes[0]!, withoutEnlargement: true }).raw()
+      .toBuffer({ resolveWithObject: true })
+    for (const size of sizes) {
+      const thumbnail = await sharp(largest.data, { raw: largest.info }).resize({ width: size, withoutEnlargement: true }).jpeg({ quality: 80 })
+        .toBuffer()
+      await store(`${image.stockNo}-${size}.jpg`, thumbnail)
+    }
+  }
+  for (let i = 0; i < images.length; i += 10) await Promise.all(images.slice(i, i + 10).map(one))
+  const seconds = (performance.now() - started) / 1000
+  rmSync(out, { recursive: true, force: true })
+  return seconds
 }
 
 /** Bundles a bench child the way scripts/build.ts bundles the handler (sharp stays outside). */
@@ -204,27 +258,44 @@ const program = Effect.gen(function*() {
   )
 
   const endToEnd: Array<number> = []
+  const endToEndAhead: Array<number> = []
   const stepsOnly: Array<number> = []
   const bare: Array<number> = []
   const bareDownloading: Array<number> = []
+  const fair: Array<number> = []
   for (let round = -1; round < ROUNDS; round++) {
     const e = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: true })
+    const a = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: true, runAhead: true })
     const s = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket, local: false })
     const b = yield* Effect.promise(() => bareRound(set.folder, images, sizes))
     const d = yield* Effect.promise(() => bareRound(set.folder, images, sizes, server.imageSource))
+    const f = yield* Effect.promise(() => fairBareRound(images, sizes, server.imageSource))
     if (round >= 0) {
       endToEnd.push(e)
+      endToEndAhead.push(a)
       stepsOnly.push(s)
       bare.push(b)
       bareDownloading.push(d)
+      fair.push(f)
     }
   }
+  // SQS-style requests per transition (memory queue: receives, sends, deletes, visibility changes)
+  const transitions = images.length * (1 + sizes.length)
+  // the producer's sends (one per 10 records) are not the engine's
+  const perTransition = (requests: Readonly<Record<string, number>>) =>
+    (Object.values(requests).reduce((sum, n) => sum + n, 0) - Math.ceil(images.length / 10)) / transitions
+  let oneStep = 0
+  let ahead = 0
+  yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: false, onRequests: (r) => (oneStep = perTransition(r)) })
+  yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: false, runAhead: true, onRequests: (r) => (ahead = perTransition(r)) })
   const rate = (times: ReadonlyArray<number>) => thumbnails / median(times)
   const line = (label: string, times: ReadonlyArray<number>) =>
     console.log(
       `  ${label.padEnd(72)} ${thumbnails} thumbnails in ${fixed(median(times), 3)} s = ${fixed(rate(times)).padStart(5)} thumbnails/s`
     )
   line("pipeline end to end, local backends (download from 127.0.0.1, thumbnails):", endToEnd)
+  line("the same with run-ahead and the just-written objects kept:", endToEndAhead)
+  line("fair bare peer (fetch, store the raw image, sharp, store both thumbnails):", fair)
   line("pipeline thumbnail steps alone (memory bucket holding the raw images):", stepsOnly)
   line("bare sharp (files from disk, one decode per image):", bare)
   line("bare sharp on the same downloads (fetch from 127.0.0.1, then sharp):", bareDownloading)
@@ -232,6 +303,14 @@ const program = Effect.gen(function*() {
     `  ratio pipeline / bare sharp: end to end ${fixed(rate(endToEnd) / rate(bare), 2)}, ` +
       `thumbnail steps ${fixed(rate(stepsOnly) / rate(bare), 2)} (goal >= 0.9); ` +
       `end to end / bare sharp with the same downloads ${fixed(rate(endToEnd) / rate(bareDownloading), 2)}`
+  )
+  console.log(
+    `  ratio pipeline / fair bare peer: one step per pass ${fixed(rate(endToEnd) / rate(fair), 2)}, ` +
+      `with run-ahead ${fixed(rate(endToEndAhead) / rate(fair), 2)} (goal >= 0.9)`
+  )
+  console.log(
+    `  queue requests per transition (memory queue, batches of 10, the producer's sends left out): one step per pass ${fixed(oneStep, 3)}, ` +
+      `with run-ahead ${fixed(ahead, 3)} (goal <= 0.12)`
   )
 
   mkdirSync(bundles, { recursive: true })
