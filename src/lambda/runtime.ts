@@ -117,9 +117,9 @@ export const liveLayer = Layer.mergeAll(
   ObjectStore.layerS3Config,
   EngineSettings.layerSqs,
   TransitionLedger.layerSqs,
-  lambdaLoggingLayer,
   MetricsSink.layerStdout
-)
+  // under the layers, so that what they log while they are built (the ledger's warning) is Lambda's too
+).pipe(Layer.provideMerge(lambdaLoggingLayer))
 
 /** The handler for an author's pipeline, as `build --pipeline` bundles it: a module that exports no pipeline fails the init. */
 export const handlerFor = (pipeline: unknown) => {

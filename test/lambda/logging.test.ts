@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Logger, References } from "effect"
 import { lambdaLogger, lambdaLogLevelLayer, MAX_LOGGED_TEXT, scrub } from "../../src/lambda/logging.ts"
+import { liveLayer } from "../../src/lambda/runtime.ts"
 
 /** Calls of console's level methods while `f` runs, as [method, argument]. */
 const captureConsole = async (f: () => Promise<void>) => {
@@ -65,5 +66,18 @@ describe("Lambda's logger", () => {
     assert.strictEqual(await levelWith({ AWS_LAMBDA_LOG_LEVEL: "WARN" }), "Warn")
     assert.strictEqual(await levelWith({ AWS_LAMBDA_LOG_LEVEL: "debug" }), "Debug")
     assert.strictEqual(await levelWith({ AWS_LAMBDA_LOG_LEVEL: "WARN", PIPELINE_LOG_LEVEL: "Error" }), "Error")
+  })
+})
+
+describe("the live layer's logs", () => {
+  it("what the layers log while they are built is Lambda's lines too (the missing ledger's warning)", async () => {
+    const settings = ConfigProvider.layer(ConfigProvider.fromUnknown({ PIPELINE_QUEUE_URL: "https://sqs.test/000000000000/q", PIPELINE_BUCKET: "b" }))
+    const calls = await captureConsole(() =>
+      Effect.runPromise(Effect.scoped(Layer.build(liveLayer.pipe(Layer.provide(settings)))).pipe(Effect.asVoid))
+    )
+    const warnings = calls.filter(([method]) => method === "warn").map(([, text]) => JSON.parse(text as string) as { level: string; message: string })
+    assert.lengthOf(warnings, 1, JSON.stringify(calls))
+    assert.strictEqual(warnings[0]!.level, "WARN")
+    assert.include(warnings[0]!.message, "no transition ledger")
   })
 })
