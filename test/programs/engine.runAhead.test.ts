@@ -5,6 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Duration, Effect, Layer, Option, Schema } from "effect"
+import { TestClock } from "effect/testing"
 import { PermanentError } from "../../src/domain/errors.ts"
 import { definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
 import { Attribute, initialTransition, toAttributes } from "../../src/domain/transition.ts"
@@ -48,6 +49,15 @@ const counter = definePipeline({
 })
 const engine = processBatch(counter)
 
+/** The counter with steps that take a second of the (test) clock each. */
+const slowEngine = processBatch({
+  ...counter,
+  router: (record: Counter) => {
+    const route = counter.router(record)
+    return route._tag === "Mutation" ? { ...route, run: (r: Counter) => Effect.andThen(TestClock.adjust("1 second"), route.run(r)) } : route
+  }
+})
+
 const services = (runAhead: Duration.Input) =>
   Layer.mergeAll(
     MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5, visibilityTimeout: 0 } }),
@@ -60,12 +70,15 @@ const produce = (record: Counter) =>
     yield* (yield* MessageQueue).send(QUEUE, [{ id: "p", body: JSON.stringify(record), attributes: toAttributes(initialTransition(record.id, record)) }])
   })
 
-const pass = Effect.gen(function*() {
-  const messages = yield* (yield* MessageQueue).receive(QUEUE, { maxMessages: 10 })
-  const outcomes = yield* engine(messages)
-  yield* acknowledge(QUEUE, outcomes)
-  return outcomes
-})
+/** Receives a batch, runs it and deletes what was handled, like a healthy worker. */
+const passOn = (run: typeof engine) =>
+  Effect.gen(function*() {
+    const messages = yield* (yield* MessageQueue).receive(QUEUE, { maxMessages: 10 })
+    const outcomes = yield* run(messages)
+    yield* acknowledge(QUEUE, outcomes)
+    return outcomes
+  })
+const pass = passOn(engine)
 
 /** The messages on the queue, without receiving them. */
 const waiting = MemoryQueueControl.use((control) => Effect.succeed(control.messages(QUEUE)))
@@ -158,6 +171,48 @@ describe("run-ahead", () => {
       const trace = first!.attributes[Attribute.traceId]!
       yield* (yield* TransitionLedger).claim([{ traceId: trace, step: 1, messageId: "earlier-successor" }])
       assert.deepStrictEqual(summary(yield* pass), ["Duplicate"])
+      assert.deepStrictEqual(yield* waiting, [])
+    }).pipe(Effect.provide(services("1 minute"))))
+
+  it.effect("the budget bounds it: steps of a second each with a budget of 2.5 s run three in the pass", () =>
+    Effect.gen(function*() {
+      yield* produce({ id: "slow", count: 0 })
+      assert.deepStrictEqual(summary(yield* passOn(slowEngine)), ["Advanced to 3 (3)"])
+      const [sent] = yield* waiting
+      assert.deepStrictEqual(JSON.parse(sent!.body), { id: "slow", count: 3 })
+      assert.strictEqual(sent!.attributes[Attribute.step], "3")
+    }).pipe(Effect.provide(Layer.mergeAll(
+      MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5, visibilityTimeout: 0 } }),
+      EngineSettings.layerWith({ queueUrl: QUEUE, runAhead: Duration.millis(2500) }),
+      TransitionLedger.layerMemory
+    ))))
+
+  it.effect("a crash after the state was sent but before the delete: the redelivery sends a copy, which the ledger skips; the record is done once", () =>
+    Effect.gen(function*() {
+      yield* produce({ id: "kept-crash", count: 0 })
+      const queue = yield* MessageQueue
+      // the first attempt sends the checkpoint's state and dies before deleting its message
+      const first = yield* queue.receive(QUEUE, { maxMessages: 10 })
+      assert.deepStrictEqual(summary(yield* engine(first)), ["Advanced to 2 (2)"])
+      // the message comes back; its places are its own, so it runs again and sends the state again
+      const again = (yield* queue.receive(QUEUE, { maxMessages: 10 })).filter((m) => m.messageId === first[0]!.messageId)
+      const outcomes = yield* engine(again)
+      yield* acknowledge(QUEUE, outcomes)
+      assert.deepStrictEqual(summary(outcomes), ["Advanced to 2 (2)"])
+      // two copies of step 2: one runs on to done, the other is skipped
+      const ends = summary(yield* pass).sort()
+      assert.deepStrictEqual(ends, ["Done at 4 (2)", "Duplicate"])
+      assert.deepStrictEqual(yield* waiting, [])
+    }).pipe(Effect.provide(services("1 minute"))))
+
+  it.effect("a crash before anything was sent: the redelivery finds the places it had claimed its own and runs to done", () =>
+    Effect.gen(function*() {
+      yield* produce({ id: "g", count: 0 })
+      const [message] = yield* waiting
+      const trace = message!.attributes[Attribute.traceId]!
+      // the crashed attempt had claimed its place and the places it ran ahead through
+      yield* (yield* TransitionLedger).claim([0, 1, 2].map((step) => ({ traceId: trace, step, messageId: message!.messageId })))
+      assert.deepStrictEqual(summary(yield* pass), ["Done at 4 (4)"])
       assert.deepStrictEqual(yield* waiting, [])
     }).pipe(Effect.provide(services("1 minute"))))
 })
