@@ -129,9 +129,12 @@ export const start = Command.make(
     const sizes = yield* ThumbnailSizesConfig
     const pipeline = makeThumbnailPipeline(sizes)
     const stockNos = samples.images.map((image) => image.stockNo)
-    // the embedded backends whatever the environment says, and the images from this server
+    // the embedded backends whatever the environment says, and the images from this server; each
+    // record's steps in one pass, the raw image kept for them to read (unless the environment says
+    // otherwise): where run-ahead pays, quick steps next to a queue round trip each
     const services = Layer.provideMerge(pipeline.layer, localBackendsFor(pipeline.name)).pipe(
-      Layer.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown({ IMAGE_SOURCE: server.imageSource }), { asPrimary: true }))
+      Layer.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown({ IMAGE_SOURCE: server.imageSource }), { asPrimary: true })),
+      Layer.provide(ConfigProvider.layerAdd(ConfigProvider.fromUnknown({ PIPELINE_RUN_AHEAD: "30 seconds", PIPELINE_OBJECT_CACHE: "64 MiB" })))
     )
     const interactive = yield* (yield* Stdio.Stdio).stderrIsTerminal
 
