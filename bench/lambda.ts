@@ -196,11 +196,13 @@ const chain = await startContainer({ taskRoot: ours, handler: "dist/lambda/handl
 let bodies = [`{"stock_no":"STK000002"}`]
 let steps = 0
 let chainMemory = { rss: 0, peak: 0 }
+const peaks: Array<string> = []
 try {
   while (bodies.length > 0 && steps < 10) {
     const { body } = await chain.invoke(event(bodies))
     steps++
     if (typeof body === "object" && body !== null && "errorType" in body) throw new Error(JSON.stringify(body))
+    peaks.push(memory(chain).peak.toFixed(0))
     const { Messages = [] } = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 }))
     if (Messages.length > 0) {
       await sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: Messages.map((m, i) => ({ Id: `${i}`, ReceiptHandle: m.ReceiptHandle! })) }))
@@ -232,5 +234,5 @@ console.log(`cold start ours / bare SDK: ${(median(row("ours").cold) / median(ro
 console.log(
   `24 MP baseline JPEG, ${bigMB.toFixed(1)} MB, to done in ${steps} invocations` +
     `${dead.length > 0 ? ` (dead-lettered: ${dead.map((m) => m.MessageAttributes?.["error.tag"]?.StringValue).join(", ")})` : ""}: ` +
-    `peak RSS ${chainMemory.peak.toFixed(1)} MB through the handler; bare sharp ${sharpPeak.maxRssMB} MB`
+    `peak RSS ${chainMemory.peak.toFixed(1)} MB through the handler (after each invocation: ${peaks.join(", ")} MB); bare sharp ${sharpPeak.maxRssMB} MB`
 )

@@ -103,7 +103,8 @@ describe("an author's pipeline in a folder of its own", { timeout: 120_000 }, ()
 
   it("build --pipeline ./order.ts makes a zip whose handler runs that pipeline on moto", async () => {
     const built = ok(await cli("build", "--pipeline", "./order.ts"))
-    assert.match(built.stdout, /dist\/function-arm64\.zip: .* \(2 files: bundle\)/)
+    // handler.js, its chunks and package.json: no node_modules, this pipeline needs no sharp
+    assert.match(built.stdout, /dist\/function-arm64\.zip: .* \(\d+ files: bundle\)/)
     const unzipped = join(folder, "unzipped")
     await execFileAsync("python3", ["-c", "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])", join(folder, "dist", "function-arm64.zip"), unzipped])
     assert.deepStrictEqual(readdirSync(unzipped), ["dist"])
