@@ -2,50 +2,11 @@
  * The test kit an author uses (`sqs-state-pipeline/testing`): whole chains on memory layers, with
  * the pipeline's own layer (or a fake in its stead), injected failures, dead letters with reasons.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import { Effect, Layer } from "effect"
 import { assert, describe, it } from "vitest"
 import { PermanentError, RetryableError } from "../src/domain/errors.ts"
-import { definePipeline, done, mutation } from "../src/domain/Pipeline.ts"
-import { ObjectStore } from "../src/services/ObjectStore.ts"
 import { runPipeline } from "../src/testing.ts"
-
-const Order = Schema.Struct({
-  id: Schema.String,
-  sku: Schema.optionalKey(Schema.String),
-  charged: Schema.optionalKey(Schema.Boolean),
-  receipt: Schema.optionalKey(Schema.String)
-})
-type Order = typeof Order.Type
-
-class SkuMissing extends Schema.TaggedError<SkuMissing>()("SkuMissing", { message: Schema.String }) {}
-
-class Payments extends Context.Service<Payments, { charge(id: string): Effect.Effect<void, RetryableError> }>()("test/Payments") {}
-
-const enrich = mutation("enrich", (order: Order) =>
-  order.id.startsWith("missing")
-    ? Effect.fail(new SkuMissing({ message: `no sku for ${order.id}` }))
-    : Effect.succeed({ ...order, sku: `sku-${order.id}` }))
-
-const charge = mutation("charge", (order: Order) =>
-  Effect.as(Payments.use((payments) => payments.charge(order.id)), { ...order, charged: true }))
-
-const storeReceipt = mutation("storeReceipt", (order: Order) =>
-  Effect.gen(function*() {
-    const key = `receipts/${order.id}.txt`
-    yield* (yield* ObjectStore).put(key, new TextEncoder().encode(`paid ${order.sku}`), "text/plain")
-    return { ...order, receipt: key }
-  }))
-
-const charged: Array<string> = []
-const orders = definePipeline({
-  name: "orders",
-  schema: Order,
-  recordId: (order) => order.id,
-  router: (order) =>
-    order.sku === undefined ? enrich : order.charged !== true ? charge : order.receipt === undefined ? storeReceipt : done,
-  initialRecord: (id) => ({ id }),
-  layer: Layer.succeed(Payments, Payments.of({ charge: (id) => Effect.sync(() => void charged.push(id)) }))
-})
+import { charged, orders, Payments } from "./support/pipelines/orders.ts"
 
 describe("runPipeline", () => {
   it("runs every record to done on the pipeline's own layer, and shows what was stored and dead-lettered", async () => {

@@ -6,9 +6,9 @@
 import { createRequire } from "node:module"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime, SchemaIssue } from "effect"
+import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime } from "effect"
 import { CliError, CliOutput, Command } from "effect/cli"
-import { logLevelLayer, MISSING, savedSettingsLayer } from "../services/settings.ts"
+import { logLevelLayer, savedSettingsLayer, settingProblem } from "../services/settings.ts"
 import { cli } from "./main.ts"
 
 // Logs go to stderr (stdout is for results): readable on a terminal, JSON lines for anything else
@@ -19,20 +19,6 @@ const logger = Layer.mergeAll(
 
 // errors a command reports itself (`CliError.userMessage`) read as one line, like every other error here
 const output = CliOutput.layer({ ...CliOutput.defaultFormatter(), formatError: (error) => `error: ${error.message}` })
-
-const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
-
-/** A setting that is missing or wrong, named: `the setting PIPELINE_NAME is invalid: no pipeline "nope" (...)`. */
-const settingProblem = (error: Config.ConfigError): string => {
-  if (error.cause._tag !== "SchemaError") return error.message
-  return formatIssues(error.cause.issue).issues.map(({ message, path }) => {
-    const name = path?.map(String).join(".") ?? "?"
-    if (message === "Expected string") return `the setting ${name} is missing`
-    // a required setting that says what it accepts (settings.ts, `required`)
-    if (message.startsWith(MISSING)) return `the setting ${name} is ${message}`
-    return `the setting ${name} is invalid: ${message}`
-  }).join("; ")
-}
 
 /** One line for a person, for errors the CLI has not already shown. */
 const reportFailure = (cause: Cause.Cause<unknown>) => {
