@@ -2,7 +2,8 @@
  * `build [--arch arm64|x86_64] [--pipeline ./module.ts]`: the Lambda function's zip, in `dist/` of
  * the folder the command was started in.
  *
- * 1. esbuild bundles the handler to dist/lambda/handler.js (handler `dist/lambda/handler.handler`):
+ * 1. esbuild bundles the handler to dist/lambda/handler.js (handler `dist/lambda/handler.handler`),
+ *    code split: what is imported only dynamically goes to dist/lambda/chunks/, read when imported;
  *    the built-in pipelines' (src/lambda/handler.ts), or, with `--pipeline`, the author's module
  *    bound to `handlerFor` (src/lambda/runtime.ts), so no registry needs editing. ESM for Node 24,
  *    the AWS SDK included. On cold start the two
