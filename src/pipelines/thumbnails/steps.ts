@@ -158,6 +158,8 @@ export const makeThumbnailSteps = Effect.fnUntraced(function*(options: StepOptio
             Effect.andThen(Effect.flatMap(findRaw(stockNo), (key) => readAll(store, key)))
           ))
       ))
+    // the read's chunks are garbage now: returned before sharp and the decode take their memory
+    yield* relieve
     const made = yield* image.thumbnail(input, size)
     yield* store.put(thumbnailKey(size, stockNo), made.data, "image/jpeg")
     return { ...record, [sizeFlag(size)]: true }
