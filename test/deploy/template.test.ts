@@ -85,7 +85,7 @@ describe("infra/template.yaml", () => {
     assert.deepStrictEqual(variables.PIPELINE_BUCKET, { Ref: "Bucket" })
     assert.deepStrictEqual(variables.PIPELINE_LEDGER_TABLE, { Ref: "LedgerTable" })
     assert.deepStrictEqual(variables.THUMBNAIL_SIZES, { Ref: "ThumbnailSizes" })
-    assert.strictEqual(variables.NODE_OPTIONS, "--expose-gc")
+    assert.strictEqual(variables.NODE_OPTIONS, "--expose-gc --max-semi-space-size=2")
     assert.strictEqual(variables.MALLOC_ARENA_MAX, "2")
     assert.deepStrictEqual(variables.IMAGE_SOURCE, { "Fn::If": ["HasImageSource", { Ref: "ImageSource" }, { Ref: "AWS::NoValue" }] })
   })
