@@ -252,7 +252,8 @@ describe("npm run deploy on moto", () => {
       PIPELINE_LEDGER_TABLE: resources["LedgerTable"]!,
       IMAGE_SOURCE: imageSource,
       THUMBNAIL_SIZES: "100,200",
-      NODE_OPTIONS: "--expose-gc",
+      PIPELINE_METRICS_NAMESPACE: "sqs-state-pipeline",
+      NODE_OPTIONS: "--expose-gc --max-semi-space-size=2",
       MALLOC_ARENA_MAX: "2"
     })
   })
