@@ -19,6 +19,7 @@ import { isPipeline, type RuntimeServices } from "../domain/Pipeline.ts"
 import type { OutcomeCounts } from "../services/BatchRunner.ts"
 import { CurrentPipeline } from "../services/CurrentPipeline.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
+import { InvocationDeadline } from "../services/InvocationDeadline.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
 import { settingProblem } from "../services/settings.ts"
@@ -93,8 +94,13 @@ export const makeHandler = <R, E1, E2>(
   backends: Layer.Layer<R | Exclude<HandlerServices, CurrentPipeline>, E2>
 ) => {
   const runtime = ManagedRuntime.make(Layer.provideMerge(pipeline, backends))
-  const handler = (event: unknown): Promise<HandlerResponse> =>
-    runtime.runPromise(handleEvent(event)).catch((failure: unknown) => Promise.reject(lambdaError(failure)))
+  // Lambda's context says how long the invocation has left: run-ahead stops short of it
+  const handler = (event: unknown, context?: { getRemainingTimeInMillis?: () => number }): Promise<HandlerResponse> => {
+    const remaining = context?.getRemainingTimeInMillis?.()
+    const deadline = remaining === undefined ? Option.none<number>() : Option.some(Date.now() + remaining)
+    return runtime.runPromise(handleEvent(event).pipe(Effect.provideService(InvocationDeadline, deadline)))
+      .catch((failure: unknown) => Promise.reject(lambdaError(failure)))
+  }
   /** Builds the runtime now; a missing or invalid setting rejects with an Error naming it. */
   const init = (): Promise<void> => runtime.context().then(() => undefined, (failure: unknown) => Promise.reject(lambdaError(failure)))
   return Object.assign(handler, { runtime, init })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer } from "effect"
+import { ConfigProvider, Duration, Effect, Layer } from "effect"
 import { Attribute } from "../../src/domain/transition.ts"
 import { liveLayer, makeHandler } from "../../src/lambda/handler.ts"
 import { greetingPipeline } from "../../src/pipelines/greeting.ts"
@@ -35,7 +35,28 @@ const eventRecord = (messageId: string, body: string, step = "0") => ({
   awsRegion: "us-east-1"
 })
 
+/** The greeting pipeline with run-ahead on: a record may go all the way to done in one invocation. */
+const runAheadHandler = () =>
+  makeHandler(
+    CurrentPipeline.layerOf(greetingPipeline),
+    Layer.mergeAll(
+      MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ } }),
+      ObjectStore.layerMemory,
+      EngineSettings.layerWith({ queueUrl: QUEUE, runAhead: Duration.minutes(1) })
+    )
+  )
+
 describe("lambda handler", () => {
+  it("runs ahead only with time left before the invocation's deadline (Lambda's context)", async () => {
+    const handler = runAheadHandler()
+    const plenty = await handler({ Records: [eventRecord("a", `{"id":"a"}`)] }, { getRemainingTimeInMillis: () => 60_000 })
+    assert.deepStrictEqual(plenty.outcomes, { advanced: 2, done: 1, deadLettered: 0, retried: 0, duplicates: 0 })
+    const short = await handler({ Records: [eventRecord("b", `{"id":"b"}`)] }, { getRemainingTimeInMillis: () => 2_000 })
+    assert.deepStrictEqual(short.outcomes, { advanced: 1, done: 0, deadLettered: 0, retried: 0, duplicates: 0 })
+    const queued = await handler.runtime.runPromise(MemoryQueueControl.useSync((control) => control.messages(QUEUE)))
+    assert.deepStrictEqual(queued.map((m) => JSON.parse(m.body)), [{ id: "b", greeting: "hello" }])
+  })
+
   it("answers an SQS event with the failed items only and how each message ended, sends successors, deletes nothing", async () => {
     const handler = testHandler()
     const response = await handler({
