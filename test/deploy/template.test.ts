@@ -85,6 +85,9 @@ describe("infra/template.yaml", () => {
     assert.deepStrictEqual(variables.PIPELINE_BUCKET, { Ref: "Bucket" })
     assert.deepStrictEqual(variables.PIPELINE_LEDGER_TABLE, { Ref: "LedgerTable" })
     assert.deepStrictEqual(variables.THUMBNAIL_SIZES, { Ref: "ThumbnailSizes" })
+    // run-ahead on where it pays: the thumbnail steps are quick next to a queue round trip each
+    assert.deepStrictEqual(variables.PIPELINE_RUN_AHEAD, { Ref: "RunAhead" })
+    assert.strictEqual(template.Parameters.RunAhead.Default, "30 seconds")
     assert.strictEqual(variables.NODE_OPTIONS, "--expose-gc --max-semi-space-size=2")
     assert.strictEqual(variables.MALLOC_ARENA_MAX, "2")
     assert.deepStrictEqual(variables.IMAGE_SOURCE, { "Fn::If": ["HasImageSource", { Ref: "ImageSource" }, { Ref: "AWS::NoValue" }] })
