@@ -20,19 +20,36 @@
  * With the transition ledger: on moto its DynamoDB requests are counted on the wire, apart from
  * SQS's ("ledger/trans"); on the local queue it is a table in the same SQLite file.
  *
+ * The latency rows put both consumers on a server far lighter than moto, with the latency a real
+ * SQS call has: ElasticMQ (the JVM SQS server, downloaded from Maven Central on first use, see
+ * test/support/elasticmq.ts) behind a proxy in a process of its own (bench/latencyProxy.ts) that
+ * delays every request by 10–30 ms (BENCH_LATENCY_MS). The agent and sqs-consumer take turns on the
+ * same backlog (agent, sqs-consumer, sqs-consumer, agent, ... for BENCH_LATENCY_ROUNDS rounds, so
+ * that a drift in the machine's load falls on both), at each concurrency of
+ * BENCH_LATENCY_CONCURRENCY, after a warm-up of the server's JIT. Each row prints the CPU share of
+ * the server, the proxy and this process, and the server's own answer times as the proxy saw them:
+ * they show whether the server was the limit.
+ *
  * Options (environment): BENCH_RECORDS (default 200), BENCH_CONCURRENCY (default 40),
  * BENCH_TRICKLE_GAP_MS (default 20), BENCH_BATCH_WINDOW (default "1 second"), BENCH_ONLY=trickle
- * (only the rows where records trickle in) or trickle-local (only those on the local queue).
+ * (only the rows where records trickle in), trickle-local (only those on the local queue) or
+ * latency (only the rows on ElasticMQ with latency), BENCH_LATENCY_MS (default "10-30"),
+ * BENCH_LATENCY_ROUNDS (default 2), BENCH_LATENCY_CONCURRENCY (default "10,40").
  */
 import {
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
   type Message,
   type MessageAttributeValue,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
   SendMessageCommand,
   SQSClient
 } from "@aws-sdk/client-sqs"
-import { mkdtempSync, rmSync } from "node:fs"
+import { spawnSync } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer, request as httpRequest, Agent } from "node:http"
-import { tmpdir } from "node:os"
+import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Deferred, type Duration, Effect, Layer, Option, Schema, type Scope } from "effect"
 import { Consumer } from "sqs-consumer"
@@ -45,8 +62,10 @@ import { EngineSettings } from "../src/services/EngineSettings.ts"
 import { MAX_BATCH } from "../src/domain/messages.ts"
 import { MessageQueue, type QueueError } from "../src/services/MessageQueue.ts"
 import { TransitionLedger } from "../src/services/TransitionLedger.ts"
-import { createLedgerTable, createQueue } from "../test/support/aws.ts"
+import { createLedgerTable, createQueue, uniqueName } from "../test/support/aws.ts"
+import { ELASTICMQ_VERSION, startElasticMq } from "../test/support/elasticmq.ts"
 import { startMoto } from "../test/support/moto.ts"
+import { startLatencyProxy } from "./latencyProxy.ts"
 import * as LocalQueue from "../src/services/queue/local.ts"
 import { ObjectStore } from "../src/services/ObjectStore.ts"
 
@@ -59,6 +78,10 @@ const TRICKLE_GAP_MS = Number(process.env["BENCH_TRICKLE_GAP_MS"] ?? 20)
 const BATCH_WINDOW = (process.env["BENCH_BATCH_WINDOW"] ?? "1 second") as Duration.Input
 const TRICKLE_ONLY = process.env["BENCH_ONLY"]?.startsWith("trickle") === true
 const LOCAL_TRICKLE_ONLY = process.env["BENCH_ONLY"] === "trickle-local"
+const LATENCY_ONLY = process.env["BENCH_ONLY"] === "latency"
+const LATENCY_MILLIS = (process.env["BENCH_LATENCY_MS"] ?? "10-30").split("-").map(Number) as [number, number]
+const LATENCY_ROUNDS = Number(process.env["BENCH_LATENCY_ROUNDS"] ?? 2)
+const LATENCY_CONCURRENCY = (process.env["BENCH_LATENCY_CONCURRENCY"] ?? `10,${CONCURRENCY}`).split(",").map(Number)
 
 type Counts = Record<string, number>
 const add = (counts: Counts, key: string, n = 1) => {
@@ -159,6 +182,27 @@ const countingQueue = <E>(below: Layer.Layer<MessageQueue, E>, trace: AgentTrace
     })
   ).pipe(Layer.provide(below))
 
+/**
+ * What is measured around a scenario beyond the caller's own counts: `start` when measuring
+ * starts (after seeding), `stop` when it ends, with the requests a proxy saw on the wire since,
+ * and, on ElasticMQ, the CPU each process used.
+ */
+interface Meter {
+  readonly start: () => Promise<void>
+  readonly stop: () => Promise<{ readonly wire: Counts; readonly cpu?: ServerLoad | undefined }>
+}
+
+/** CPU time over wall time (1 = one core busy) of each process, the machine's 1-minute load average, and the server's answer times. */
+interface ServerLoad {
+  readonly server: number
+  readonly proxy: number
+  readonly bench: number
+  readonly load: number
+  /** The server's own time per request (all but receives), ms, as the proxy saw it: median and 90th percentile. */
+  readonly serverMedian: number
+  readonly server90: number
+}
+
 /** A proxy in front of moto that counts requests by `X-Amz-Target` (SQS's JSON protocol). */
 const countingProxy = async (upstream: string) => {
   const wire: Counts = {}
@@ -183,9 +227,13 @@ const countingProxy = async (upstream: string) => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   const address = server.address()
   const port = typeof address === "object" && address !== null ? address.port : 0
+  const meter: Meter = {
+    start: async () => clear(wire),
+    stop: async () => ({ wire: { ...wire } })
+  }
   return {
     endpoint: `http://127.0.0.1:${port}`,
-    wire,
+    meter,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()
@@ -210,6 +258,7 @@ interface Result {
   readonly trace?: AgentTrace | undefined
   readonly notes?: ReadonlyArray<string> | undefined
   readonly problems: ReadonlyArray<string>
+  readonly cpu?: ServerLoad | undefined
   /** DynamoDB requests of the transition ledger, seen on the wire (SQS requests are counted apart). */
   readonly ledgerRequests?: number | undefined
 }
@@ -226,10 +275,11 @@ const agentScenario = <E, L>(
   queueLayer: Layer.Layer<MessageQueue, E>,
   queueUrl: string,
   sqs: boolean,
-  wire?: Counts,
+  meter?: Meter,
   trickle?: Trickle,
   ledger: Layer.Layer<TransitionLedger, L> = TransitionLedger.layerNone,
-  batchWindow: Duration.Input = 0
+  batchWindow: Duration.Input = 0,
+  concurrency = CONCURRENCY
 ) => {
   const trace = newTrace()
   const services = Layer.mergeAll(countingQueue(queueLayer, trace, sqs), ObjectStore.layerMemory, EngineSettings.layerWith({ queueUrl }), ledger)
@@ -245,7 +295,7 @@ const agentScenario = <E, L>(
         Effect.forkScoped(producer.send(queueUrl, [message])).pipe(Effect.andThen(Effect.sleep(trickle.gapMillis))), { discard: true }))
     }
     resetTrace(trace)
-    if (wire !== undefined) clear(wire)
+    if (meter !== undefined) yield* Effect.promise(meter.start)
 
     const inner = yield* BatchRunner
     const counted = BatchRunner.of({
@@ -257,7 +307,7 @@ const agentScenario = <E, L>(
     const started = performance.now()
     const stats = yield* runAgent({
       queueUrl,
-      concurrency: CONCURRENCY,
+      concurrency,
       untilEmpty: false,
       waitSeconds: 20,
       stop,
@@ -270,6 +320,8 @@ const agentScenario = <E, L>(
     }).pipe(Effect.provideService(BatchRunner, counted), Effect.timeout(SCENARIO_TIMEOUT_MS))
     const finished = yield* Deferred.await(allDone)
     const requests = { ...trace.requests }
+    const measured = meter === undefined ? undefined : yield* Effect.promise(meter.stop)
+    const wire = measured?.wire
     const wireCounts = wire === undefined ? undefined : Object.fromEntries(Object.entries(wire).filter(([op]) => !op.startsWith("DynamoDB")))
     const ledgerRequests = wire === undefined ? undefined : total(Object.fromEntries(Object.entries(wire).filter(([op]) => op.startsWith("DynamoDB"))))
 
@@ -286,7 +338,8 @@ const agentScenario = <E, L>(
       wire: wireCounts,
       trace,
       problems,
-      ledgerRequests
+      ledgerRequests,
+      cpu: measured?.cpu
     } satisfies Result
   }).pipe(Effect.provide(Layer.provideMerge(inProcessRunner(greetingPipeline), services)), Effect.scoped)
 }
@@ -316,7 +369,7 @@ const countRequests = (client: SQSClient, requests: Counts, commands: Counts) =>
 const decodeGreeting = Schema.decodeUnknownSync(Greeting)
 const encodeGreeting = Schema.encodeSync(Greeting)
 
-const baselineScenario = async (queueUrl: string, wire: Counts): Promise<Result> => {
+const baselineScenario = async (name: string, queueUrl: string, meter: Meter, concurrency = CONCURRENCY): Promise<Result> => {
   const requests: Counts = {}
   const commands: Counts = {}
   const receiving = countRequests(new SQSClient({ useQueueUrlAsEndpoint: false }), requests, commands)
@@ -351,7 +404,7 @@ const baselineScenario = async (queueUrl: string, wire: Counts): Promise<Result>
   }
 
   // as many consumers as the agent's concurrency allows batches: each one handles a batch of 10 at a time
-  const consumers = Array.from({ length: Math.max(1, Math.round(CONCURRENCY / MAX_BATCH)) }, () =>
+  const consumers = Array.from({ length: Math.max(1, Math.round(concurrency / MAX_BATCH)) }, () =>
     Consumer.create({
       queueUrl,
       sqs: receiving,
@@ -367,7 +420,7 @@ const baselineScenario = async (queueUrl: string, wire: Counts): Promise<Result>
   const problem = (error: Error) => {
     if (measuring) problems.push(error.message)
   }
-  clear(wire)
+  await meter.start()
   const started = performance.now()
   const finished = await new Promise<number>((resolve) => {
     const timer = setTimeout(() => {
@@ -393,17 +446,18 @@ const baselineScenario = async (queueUrl: string, wire: Counts): Promise<Result>
     ...(retries > 0 ? [`${retries} SDK retries (attempts beyond the first) are included in its requests`] : []),
     ...(duplicates > 0 ? [`${duplicates} messages were delivered twice (to two consumers at once), and handled twice`] : [])
   ]
-  const wireCounts = { ...wire }
+  const measured = await meter.stop()
   for (const consumer of consumers) consumer.stop({ abort: true })
   await new Promise((resolve) => setTimeout(resolve, 200))
   receiving.destroy()
   sending.destroy()
   return {
-    name: "sqs-consumer baseline, moto",
+    name,
     transitions,
     seconds: (finished - started) / 1000,
     requests: counted,
-    wire: wireCounts,
+    wire: measured.wire,
+    cpu: measured.cpu,
     notes,
     problems: [...new Set(problems)]
   }
@@ -462,18 +516,191 @@ const diagnose = (result: Result) => {
     `  sends ${trace.entriesPerSend.filter((n) => n > 0).length} calls, ${mean(trace.entriesPerSend.filter((n) => n > 0)).toFixed(1)} successors each; deletes ${trace.entriesPerDelete.length} calls, ${mean(trace.entriesPerDelete).toFixed(1)} messages each`,
     `  batches run ${trace.batchSizes.reduce((a, b) => a + (b ?? 0), 0)}, ${(trace.batchSizes.reduce((sum, count, size) => sum + (count ?? 0) * size, 0) / Math.max(1, trace.batchSizes.reduce((a, b) => a + (b ?? 0), 0))).toFixed(1)} messages each; size -> batches: ${histogram(trace.batchSizes)}`,
     `  other requests: ${other.length === 0 ? "none" : other.map(([op, n]) => `${op} ${n}`).join(", ")}`,
-    `  mean time per call: ${["receive", "send", "delete"].map((op) => `${op} ${((trace.millis[op] ?? 0) / Math.max(1, trace.calls[op] ?? 0)).toFixed(1)} ms`).join(", ")}`
+    `  mean time per call: ${["receive", "send", "delete"].map((op) => `${op} ${((trace.millis[op] ?? 0) / Math.max(1, trace.calls[op] ?? 0)).toFixed(1)} ms`).join(", ")}`,
+    ...(result.notes ?? []).map((note) => `  ${note}`)
   ]
+}
+
+// --- the latency rows: ElasticMQ behind a latency proxy ----------------------------------------------
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100
+
+/** CPU seconds a process has used (user + system, all its threads), from /proc. */
+const cpuSeconds = (pid: number) => {
+  // the fields after the command name, which is in parentheses and may hold spaces
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
+const ownCpuSeconds = () => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e6
+}
+
+/**
+ * Sends, receives and deletes messages straight to the server (ten loops at once) in periods of 2 s
+ * until its CPU time per request stops falling (its JIT has compiled the paths), 40 s at most.
+ * Returns the last period's server CPU per request (ms) and how long it took (s).
+ */
+const warmUp = async (endpoint: string, pid: number) => {
+  const client = new SQSClient({ endpoint })
+  const began = performance.now()
+  try {
+    const { QueueUrl } = await client.send(new CreateQueueCommand({ QueueName: uniqueName("warm-up") }))
+    const attributes = { a: { DataType: "String", StringValue: "x" } }
+    let requests = 0
+    const loop = async (until: number) => {
+      while (performance.now() < until) {
+        await client.send(new SendMessageBatchCommand({
+          QueueUrl,
+          Entries: Array.from({ length: 10 }, (_, i) => ({ Id: `m${i}`, MessageBody: "{}", MessageAttributes: attributes }))
+        }))
+        const { Messages = [] } = await client.send(new ReceiveMessageCommand({ QueueUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ["All"] }))
+        if (Messages.length > 0) {
+          await client.send(new DeleteMessageBatchCommand({ QueueUrl, Entries: Messages.map((message, i) => ({ Id: `d${i}`, ReceiptHandle: message.ReceiptHandle! })) }))
+        }
+        requests += Messages.length > 0 ? 3 : 2
+      }
+    }
+    let previous = Number.POSITIVE_INFINITY
+    for (let period = 0; ; period++) {
+      const [cpu, count] = [cpuSeconds(pid), requests]
+      await Promise.all(Array.from({ length: 10 }, () => loop(performance.now() + 2000)))
+      const perRequest = ((cpuSeconds(pid) - cpu) / (requests - count)) * 1000
+      if ((period >= 3 && perRequest > previous * 0.9) || period >= 19) return { perRequest, seconds: (performance.now() - began) / 1000 }
+      previous = perRequest
+    }
+  } finally {
+    client.destroy()
+  }
+}
+
+/**
+ * The agent and sqs-consumer on ElasticMQ behind the latency proxy, taking turns. Undefined (and
+ * a line saying why) when ElasticMQ cannot be installed or started.
+ */
+const latencyRows = async (): Promise<Array<Result> | undefined> => {
+  console.log(`starting ElasticMQ ${ELASTICMQ_VERSION}…`)
+  const server = await startElasticMq().catch((error: unknown) => {
+    console.log(`latency rows skipped: ${error instanceof Error ? error.message : String(error)}`)
+    return undefined
+  })
+  if (server === undefined) return undefined
+  const proxy = await startLatencyProxy(server.endpoint, LATENCY_MILLIS)
+  const endpoint = process.env["AWS_ENDPOINT_URL"]
+  process.env["AWS_ENDPOINT_URL"] = proxy.endpoint
+  let started = { at: 0, server: 0, proxy: 0, bench: 0 }
+  const sample = () => ({ at: performance.now(), server: cpuSeconds(server.pid), proxy: cpuSeconds(proxy.pid), bench: ownCpuSeconds() })
+  const meter: Meter = {
+    start: async () => {
+      await proxy.take()
+      started = sample()
+    },
+    stop: async () => {
+      const now = sample()
+      const seconds = (now.at - started.at) / 1000
+      const taken = await proxy.take()
+      const quantile = (q: number) => taken.serverMillis[Math.min(taken.serverMillis.length - 1, Math.floor(q * taken.serverMillis.length))] ?? 0
+      return {
+        wire: taken.counts,
+        cpu: {
+          serverMedian: quantile(0.5),
+          server90: quantile(0.9),
+          server: (now.server - started.server) / seconds,
+          proxy: (now.proxy - started.proxy) / seconds,
+          bench: (now.bench - started.bench) / seconds,
+          load: loadavg()[0]!
+        }
+      }
+    }
+  }
+  try {
+    const warm = await warmUp(server.endpoint, server.pid)
+    console.log(`ElasticMQ warmed up in ${warm.seconds.toFixed(0)} s: ${warm.perRequest.toFixed(2)} ms of its CPU per request`)
+    const results: Array<Result> = []
+    for (const concurrency of LATENCY_CONCURRENCY) {
+      const label = `ElasticMQ + ${LATENCY_MILLIS.join("–")} ms, c ${concurrency}`
+      for (let round = 0; round < LATENCY_ROUNDS; round++) {
+        for (const who of round % 2 === 0 ? ["agent", "sqs-consumer"] : ["sqs-consumer", "agent"]) {
+          const queue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
+          if (who === "agent") {
+            results.push(await Effect.runPromise(agentScenario(
+              `agent, ${label}`,
+              MessageQueue.layerSqs,
+              queue.queueUrl,
+              true,
+              meter,
+              undefined,
+              TransitionLedger.layerNone,
+              0,
+              concurrency
+            )))
+          } else {
+            // seeded through SqsQueue, not counted
+            await Effect.runPromise(
+              Effect.gen(function*() {
+                const sqs = yield* MessageQueue
+                return yield* sqs.send(queue.queueUrl, initialMessages())
+              }).pipe(Effect.provide(MessageQueue.layerSqs))
+            )
+            results.push(await baselineScenario(`sqs-consumer, ${label}`, queue.queueUrl, meter, concurrency))
+          }
+        }
+      }
+    }
+    return results
+  } finally {
+    process.env["AWS_ENDPOINT_URL"] = endpoint
+    await proxy.stop()
+    await server.stop()
+  }
+}
+
+const rate = (results: ReadonlyArray<Result>) =>
+  results.reduce((sum, result) => sum + result.transitions, 0) / results.reduce((sum, result) => sum + result.seconds, 0)
+
+const latencySummary = (results: ReadonlyArray<Result>) => {
+  const percent = (share: number) => `${(share * 100).toFixed(0)}%`
+  const columns = ["trans/s", "req/trans", "server CPU", "CPU ms/req", "server ms", "proxy CPU", "bench CPU", "load 1 min"]
+  const out = [
+    `On ElasticMQ ${ELASTICMQ_VERSION} (JVM, in memory) behind a proxy (own process) adding ${LATENCY_MILLIS.join("–")} ms to each request, ` +
+      `c = concurrency (the agent's messages in flight; sqs-consumer: c / 10 consumers of batches of 10). CPU = CPU time over wall time while ` +
+      `measuring (100% = one core busy; the machine has ${navigator.hardwareConcurrency} cores); CPU ms/req = the server's CPU per request it was sent; ` +
+      `server ms = the server's time to answer a request (receives left out: a long poll waits), median and 90th percentile, as the proxy saw it:`,
+    `${"".padEnd(44)}${columns.map((c) => c.padStart(11)).join("")}`
+  ]
+  for (const result of results) {
+    const cpu = result.cpu
+    const wire = result.wire === undefined ? 0 : total(result.wire)
+    out.push(`${result.name.padEnd(44)}${[
+      (result.transitions / result.seconds).toFixed(0),
+      perTransition(result.requests, result.transitions).toFixed(3),
+      cpu === undefined ? "-" : percent(cpu.server),
+      cpu === undefined || wire === 0 ? "-" : ((cpu.server * result.seconds * 1000) / wire).toFixed(2),
+      cpu === undefined ? "-" : `${cpu.serverMedian}, ${cpu.server90}`,
+      cpu === undefined ? "-" : percent(cpu.proxy),
+      cpu === undefined ? "-" : percent(cpu.bench),
+      cpu === undefined ? "-" : cpu.load.toFixed(2)
+    ].map((c) => c.padStart(11)).join("")}`)
+  }
+  for (const concurrency of LATENCY_CONCURRENCY) {
+    const at = results.filter((result) => result.name.endsWith(`, c ${concurrency}`))
+    const agent = rate(at.filter((result) => result.name.startsWith("agent")))
+    const consumer = rate(at.filter((result) => result.name.startsWith("sqs-consumer")))
+    out.push(
+      `c ${concurrency}, transitions per second over ${LATENCY_ROUNDS} rounds: agent ${agent.toFixed(0)}, sqs-consumer ${consumer.toFixed(0)}; ` +
+        `agent / sqs-consumer = ${(agent / consumer).toFixed(2)} (goal ≥ 1.5)`
+    )
+  }
+  return out.join("\n")
 }
 
 // --- run ---------------------------------------------------------------------------------------------
 const main = async () => {
-  console.log(`starting moto…`)
-  const moto = await startMoto()
-  const proxy = await countingProxy(moto.endpoint)
+  const moto = LATENCY_ONLY ? undefined : (console.log(`starting moto…`), await startMoto())
+  const proxy = moto === undefined ? undefined : await countingProxy(moto.endpoint)
   const dataDir = mkdtempSync(join(tmpdir(), "bench-agent-"))
   Object.assign(process.env, {
-    AWS_ENDPOINT_URL: proxy.endpoint,
+    ...(proxy === undefined ? {} : { AWS_ENDPOINT_URL: proxy.endpoint }),
     AWS_REGION: "us-east-1",
     AWS_ACCESS_KEY_ID: "testing",
     AWS_SECRET_ACCESS_KEY: "testing"
@@ -483,16 +710,16 @@ const main = async () => {
   try {
     const results: Array<Result> = []
     const localQueue: Layer.Layer<MessageQueue, QueueError> = MessageQueue.layerLocal({ directory: dataDir, visibilityTimeout: 30 })
-    if (!TRICKLE_ONLY) {
+    if (proxy !== undefined && !TRICKLE_ONLY) {
       const agentQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
-      results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", MessageQueue.layerSqs, agentQueue.queueUrl, true, proxy.wire)))
+      results.push(await Effect.runPromise(agentScenario("agent, moto (SqsQueue)", MessageQueue.layerSqs, agentQueue.queueUrl, true, proxy.meter)))
       const ledgerQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
       results.push(await Effect.runPromise(agentScenario(
         "agent, moto, DynamoDB ledger",
         MessageQueue.layerSqs,
         ledgerQueue.queueUrl,
         true,
-        proxy.wire,
+        proxy.meter,
         undefined,
         TransitionLedger.layerDynamo(await createLedgerTable())
       )))
@@ -505,7 +732,7 @@ const main = async () => {
           return yield* queue.send(baselineQueue.queueUrl, initialMessages())
         }).pipe(Effect.provide(MessageQueue.layerSqs))
       )
-      results.push(await baselineScenario(baselineQueue.queueUrl, proxy.wire))
+      results.push(await baselineScenario("sqs-consumer baseline, moto", baselineQueue.queueUrl, proxy.meter))
 
       results.push(await Effect.runPromise(agentScenario("agent, local queue (SQLite)", localQueue, "pipeline", false)))
       results.push(await Effect.runPromise(agentScenario(
@@ -520,7 +747,7 @@ const main = async () => {
     }
     // records arriving one every TRICKLE_GAP ms instead of a backlog, without and with a batching window
     const sqsProducer: Trickle["producer"] = Effect.flatMap(Effect.promise(() => import("../src/services/queue/sqs.ts")), (sqs) => sqs.make)
-    for (const window of LOCAL_TRICKLE_ONLY ? [] : [0, BATCH_WINDOW]) {
+    for (const window of LOCAL_TRICKLE_ONLY || proxy === undefined ? [] : [0, BATCH_WINDOW]) {
       const label = window === 0 ? "" : `, window ${String(window)}`
       const trickleQueue = await createQueue({ maxReceiveCount: 5, visibilityTimeout: 30 })
       results.push(await Effect.runPromise(agentScenario(
@@ -528,13 +755,13 @@ const main = async () => {
         MessageQueue.layerSqs,
         trickleQueue.queueUrl,
         true,
-        proxy.wire,
+        proxy?.meter,
         { gapMillis: TRICKLE_GAP_MS, producer: sqsProducer },
         TransitionLedger.layerNone,
         window
       )))
     }
-    for (const window of [0, BATCH_WINDOW]) {
+    for (const window of LATENCY_ONLY ? [] : [0, BATCH_WINDOW]) {
       const label = window === 0 ? "" : `, window ${String(window)}`
       results.push(await Effect.runPromise(agentScenario(
         `agent, local, 1 rec/${TRICKLE_GAP_MS} ms${label}`,
@@ -547,6 +774,9 @@ const main = async () => {
         window
       )))
     }
+    // both consumers on a server that is not the bottleneck, with a real call's latency
+    const latency = TRICKLE_ONLY ? undefined : await latencyRows()
+    if (latency !== undefined) results.push(...latency)
 
     console.log("")
     console.log(
@@ -555,13 +785,14 @@ const main = async () => {
     )
     console.log(
       `agent: concurrency ${CONCURRENCY}, long poll 20 s, in-process handler; baseline: ${Math.max(1, Math.round(CONCURRENCY / MAX_BATCH))} sqs-consumer consumers, batchSize 10, long poll 20 s. ` +
-        `Requests: counted by the caller; "wire req" = requests seen by a proxy in front of moto (with records trickling in, the producer's ${RECORDS} sends too). node ${process.version}.`
+        `Requests: counted by the caller; "wire req" = requests seen by a proxy in front of the server (with records trickling in, the producer's ${RECORDS} sends too). node ${process.version}.`
     )
     console.log("")
     console.log(table(results))
     console.log("")
     for (const result of results) for (const text of diagnose(result)) console.log(text)
     console.log(`goal with a ${String(BATCH_WINDOW)} window at one record every 20 ms: ≤ 0.35 requests per transition`)
+    if (latency !== undefined) console.log(`\n${latencySummary(latency)}\n`)
     console.log(`ideal with full batches: (${TRANSITIONS / 10} receives + ${(RECORDS * 2) / 10} sends + ${TRANSITIONS / 10} deletes) / ${TRANSITIONS} = ${((TRANSITIONS / 10 + (RECORDS * 2) / 10 + TRANSITIONS / 10) / TRANSITIONS).toFixed(3)} per transition`)
     const problems = results.flatMap((result) => result.problems.map((problem) => `${result.name}: ${problem}`))
     if (problems.length > 0) {
@@ -570,8 +801,8 @@ const main = async () => {
       process.exitCode = 1
     }
   } finally {
-    await proxy.stop()
-    await moto.stop()
+    await proxy?.stop()
+    await moto?.stop()
     rmSync(dataDir, { recursive: true, force: true })
   }
 }
