@@ -8,7 +8,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { freePort } from "./moto.ts"
 
@@ -128,6 +128,8 @@ export const startElasticMq = async (): Promise<ElasticMq> => {
     if (Date.now() > deadline) throw new Error(`ElasticMQ did not start within 60 s:\n${stderr}`)
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
+  // read at startup
+  rmSync(config, { force: true })
   const stop = () =>
     new Promise<void>((resolve) => {
       if (child.exitCode !== null) return resolve()
