@@ -253,6 +253,7 @@ describe("npm run deploy on moto", () => {
       IMAGE_SOURCE: imageSource,
       THUMBNAIL_SIZES: "100,200",
       PIPELINE_METRICS_NAMESPACE: "sqs-state-pipeline",
+      PIPELINE_RUN_AHEAD: "30 seconds",
       NODE_OPTIONS: "--expose-gc --max-semi-space-size=2",
       MALLOC_ARENA_MAX: "2"
     })
