@@ -146,8 +146,16 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       Effect.forever
     )
 
-  const work = (messages: ReadonlyArray<QueueMessage>) =>
-    Effect.gen(function*() {
+  const work = (messages: ReadonlyArray<QueueMessage>) => {
+    // once, at the latest when the batch ends
+    let holding = true
+    const freeSlots = Effect.suspend(() => {
+      if (!holding) return Effect.void
+      holding = false
+      totals.inFlight -= messages.length
+      return Semaphore.release(slots, messages.length)
+    })
+    return Effect.gen(function*() {
       const beating = yield* Effect.forkChild(heartbeat(messages))
       const result = yield* runner.run(messages).pipe(
         Effect.catch((error) =>
@@ -157,6 +165,9 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
         )
       )
       yield* Fiber.interrupt(beating)
+      // the successors are sent: the next batch may start while this one's messages are deleted
+      // (a worker the stop waits for, like the rest of the batch)
+      yield* freeSlots
       const succeeded = messages.filter((message) => !result.failed.has(message.messageId))
       const failures = yield* deleteAll(options.queueUrl, entries(succeeded), briefRetry)
       if (failures.size > 0) {
@@ -171,10 +182,8 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       totals.done += outcomes.done
       totals.deadLettered += outcomes.deadLettered
       totals.duplicates += outcomes.duplicates
-    }).pipe(
-      Effect.ensuring(Effect.sync(() => (totals.inFlight -= messages.length))),
-      Effect.ensuring(Semaphore.release(slots, messages.length))
-    )
+    }).pipe(Effect.ensuring(freeSlots))
+  }
 
   /** Takes one free slot (waiting for it), then as many more as are free, up to a batch of 10. */
   const takeSlots = Effect.gen(function*() {
