@@ -12,7 +12,7 @@
  *      shrink-on-load to the largest width, each smaller size from those pixels; the same settings
  *      (cache off, concurrency 1, one image at a time).
  * 2. Peak RSS in a fresh process (goal ≤ 128 MB) of one 24 MP baseline JPEG through the Lambda
- *    handler, bundled with esbuild as scripts/build.ts bundles it (bench/thumbnailsRss.ts, with
+ *    handler, bundled with esbuild as src/deploy/build.ts bundles it (bench/thumbnailsRss.ts, with
  *    `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128` as Lambda sets it), next to bare sharp on the same image
  *    (bench/sharpRss.ts); and one Lambda batch of ten such images through the handler.
  *
@@ -198,7 +198,7 @@ const fairBareRound = async (images: ReadonlyArray<SampleImage>, sizes: Readonly
   return seconds
 }
 
-/** Bundles a bench child the way scripts/build.ts bundles the handler (sharp stays outside). */
+/** Bundles a bench child the way src/deploy/build.ts bundles the handler (sharp stays outside). */
 const bundle = async (name: string) => {
   const outfile = join(bundles, `${name}.mjs`)
   await build({ ...lambdaBundleOptions, entryPoints: [join(root, "bench", `${name}.ts`)], outfile })
