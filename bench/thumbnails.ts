@@ -48,6 +48,8 @@ import { MemoryQueueControl } from "../src/services/queue/memory.ts"
 const IMAGES = Number(process.env["BENCH_IMAGES"] ?? 20)
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 5)
 const RSS_RUNS = 3
+/** Raw images in memory at once: the pipeline's limit, and the fair peer's ten at a time. */
+const RAW_IMAGES_AT_ONCE = 10
 const QUEUE = "thumbnails"
 const root = join(import.meta.dirname, "..")
 const bundles = join(root, "node_modules", ".cache", "thumbnail-bench")
@@ -134,7 +136,7 @@ const pipelineRound = (
         EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5), runAhead: options.runAhead === true ? Duration.minutes(1) : Duration.zero }),
         ThumbnailSteps.layer.pipe(
           Layer.provideMerge(backends),
-          Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IMAGE_SOURCE: imageSource })))
+          Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IMAGE_SOURCE: imageSource, THUMBNAIL_RAW_IMAGES_IN_MEMORY: String(RAW_IMAGES_AT_ONCE) })))
         )
       )
     ),
@@ -192,7 +194,7 @@ const fairBareRound = async (images: ReadonlyArray<SampleImage>, sizes: Readonly
       await store(`${image.stockNo}-${size}.jpg`, thumbnail)
     }
   }
-  for (let i = 0; i < images.length; i += 10) await Promise.all(images.slice(i, i + 10).map(one))
+  for (let i = 0; i < images.length; i += RAW_IMAGES_AT_ONCE) await Promise.all(images.slice(i, i + RAW_IMAGES_AT_ONCE).map(one))
   const seconds = (performance.now() - started) / 1000
   rmSync(out, { recursive: true, force: true })
   return seconds

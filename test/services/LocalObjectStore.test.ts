@@ -26,6 +26,22 @@ const text = (object: StoredObject) =>
   )
 
 describe("LocalObjectStore", () => {
+  it.effect("the extension's own content type needs no metadata file; another type has one, gone when the extension's comes back", () =>
+    Effect.gen(function*() {
+      const { folder, store } = yield* openStore
+      const metaFile = join(folder, RESERVED_DIR, "meta", "raw", "a.jpg.json")
+      const typeOf = Effect.map(store.head("raw/a.jpg"), Option.map((info) => info.contentType))
+      yield* store.put("raw/a.jpg", bytes("jpeg"), "image/jpeg")
+      assert.isFalse(existsSync(metaFile))
+      assert.deepStrictEqual(yield* typeOf, Option.some("image/jpeg"))
+      yield* store.put("raw/a.jpg", bytes("??"), "application/octet-stream")
+      assert.isTrue(existsSync(metaFile))
+      assert.deepStrictEqual(yield* typeOf, Option.some("application/octet-stream"))
+      yield* store.put("raw/a.jpg", bytes("jpeg"), "image/jpeg")
+      assert.isFalse(existsSync(metaFile))
+      assert.deepStrictEqual(yield* typeOf, Option.some("image/jpeg"))
+    }).pipe(Effect.scoped))
+
   it.effect("put then get returns the bytes and the content type; head agrees", () =>
     Effect.gen(function*() {
       const { folder, store } = yield* openStore

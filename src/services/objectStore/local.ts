@@ -3,10 +3,11 @@
  *
  * - Key `a/b.jpg` is the file `<folder>/a/b.jpg`, so people can look at the objects directly.
  * - Bookkeeping lives under `<folder>/.objectstore/` (a key may not start with that segment):
- *   `meta/<key>.json` holds the content type; `tmp/` holds files being written. A put writes a
- *   temp file and renames it into place, so readers see the old object or the new one, never part.
- * - A file with no metadata (copied in by hand, or a put that crashed between its two renames)
- *   gets a content type from its extension.
+ *   `meta/<key>.json` holds the content type when it is not the one the key's extension gives;
+ *   `tmp/` holds files being written. A put writes a temp file and renames it into place, so
+ *   readers see the old object or the new one, never part.
+ * - A file with no metadata (the extension's type, copied in by hand, or a put that crashed
+ *   between its two renames) gets a content type from its extension.
  * - Like any folder, it cannot hold both `a` and `a/b`: the second put fails (not retryable).
  */
 import { randomUUID } from "node:crypto"
@@ -159,9 +160,12 @@ export const make = (folder: string): Effect.Effect<ObjectStore["Service"], Obje
     const put = Effect.fn("LocalObjectStore.put")(function*(key: string, body: Uint8Array, contentType: string) {
       const { file, metaFile } = yield* paths("PutObject", key)
       yield* attempt("PutObject", key, async () => {
-        // data first: a crash between the two renames leaves new bytes with an inferred type
+        // data first: a crash between the two leaves new bytes with an inferred type
         await writeAtomically(file, body)
-        await writeAtomically(metaFile, JSON.stringify({ contentType } satisfies Meta))
+        // the type the extension gives needs no file of its own (one flush a put, not two);
+        // one left by an earlier put of another type goes
+        if (contentType === inferContentType(key)) await fs.rm(metaFile, { force: true })
+        else await writeAtomically(metaFile, JSON.stringify({ contentType } satisfies Meta))
       })
     })
 
