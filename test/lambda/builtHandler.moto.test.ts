@@ -3,12 +3,13 @@
  * the way an event source mapping drives it: receive, invoke, delete what it did not report.
  */
 import "../support/awsEnv.ts"
-import { DeleteMessageBatchCommand, GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs"
+import { GetQueueAttributesCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { assert, describe, it } from "@effect/vitest"
 import { pathToFileURL } from "node:url"
 import { afterAll, beforeAll } from "vitest"
 import { bundle, bundlePath } from "../../src/deploy/build.ts"
 import { createBucket, createQueue, type TestQueue } from "../support/aws.ts"
+import { drainThrough, finishedGreetings, receiveBatch } from "../support/eventSourceMapping.ts"
 
 let sqs: SQSClient
 let queue: TestQueue
@@ -27,13 +28,7 @@ beforeAll(async () => {
 
 afterAll(() => sqs?.destroy())
 
-const receive = async (queueUrl: string) =>
-  (await sqs.send(new ReceiveMessageCommand({
-    QueueUrl: queueUrl,
-    MaxNumberOfMessages: 10,
-    MessageAttributeNames: ["All"],
-    MessageSystemAttributeNames: ["ApproximateReceiveCount"]
-  }))).Messages ?? []
+const receive = (queueUrl: string) => receiveBatch(sqs, queueUrl)
 
 describe("the built handler on moto", () => {
   it("moves good records to done and dead-letters bad ones with their reason", async () => {
@@ -42,32 +37,12 @@ describe("the built handler on moto", () => {
       QueueUrl: queue.queueUrl,
       Entries: bodies.map((body, i) => ({ Id: `b${i}`, MessageBody: body }))
     }))
-    const finished: Array<unknown> = []
-    for (let pass = 0; pass < 10; pass++) {
-      const messages = await receive(queue.queueUrl)
-      if (messages.length === 0) break
-      const response = await handler({
-        Records: messages.map((m) => ({
-          messageId: m.MessageId,
-          receiptHandle: m.ReceiptHandle,
-          body: m.Body,
-          attributes: { ApproximateReceiveCount: m.Attributes?.ApproximateReceiveCount ?? "1" },
-          messageAttributes: Object.fromEntries(
-            Object.entries(m.MessageAttributes ?? {}).map(([k, v]) => [k, { stringValue: v.StringValue, dataType: v.DataType }])
-          ),
-          eventSource: "aws:sqs"
-        }))
-      })
+    const received = await drainThrough(sqs, queue.queueUrl, async (event) => {
+      const response = await handler(event)
       assert.deepStrictEqual(response.batchItemFailures, [])
-      for (const m of messages) {
-        const record = JSON.parse(m.Body!.startsWith("{") ? m.Body! : "null") as { name?: string } | null
-        if (record?.name === "world") finished.push(record)
-      }
-      await sqs.send(new DeleteMessageBatchCommand({
-        QueueUrl: queue.queueUrl,
-        Entries: messages.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle! }))
-      }))
-    }
+      return []
+    })
+    const finished = finishedGreetings(received)
     assert.sameDeepMembers(finished, [
       { id: "g1", greeting: "hello", name: "world" },
       { id: "g2", greeting: "hello", name: "world" },

@@ -5,7 +5,7 @@
  * with `ApplicationLogLevel: WARN`. Both tools are built on first use (test/support/lambdaRuntime.ts).
  */
 import "../support/awsEnv.ts"
-import { DeleteMessageBatchCommand, ReceiveMessageCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs"
+import { DeleteMessageBatchCommand, SendMessageBatchCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { assert, describe, it } from "@effect/vitest"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -13,6 +13,7 @@ import { join } from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { build } from "../../src/deploy/build.ts"
 import { createBucket, createLedgerTable, createQueue, type TestQueue } from "../support/aws.ts"
+import { drainThrough, finishedGreetings, receiveBatch, sqsEventOf } from "../support/eventSourceMapping.ts"
 import { ensureRic, ensureRie, type LambdaContainer, startContainer, unpackZip } from "../support/lambdaRuntime.ts"
 
 const HANDLER = "dist/lambda/handler.handler"
@@ -51,35 +52,7 @@ afterAll(async () => {
   if (taskRoot !== undefined) rmSync(taskRoot, { recursive: true, force: true })
 })
 
-const receive = async (queueUrl: string) =>
-  (await sqs.send(new ReceiveMessageCommand({
-    QueueUrl: queueUrl,
-    MaxNumberOfMessages: 10,
-    MessageAttributeNames: ["All"],
-    MessageSystemAttributeNames: ["All"]
-  }))).Messages ?? []
-
-/** The event an event source mapping makes of received messages, every field AWS documents. */
-const eventOf = (messages: Awaited<ReturnType<typeof receive>>) => ({
-  Records: messages.map((m) => ({
-    messageId: m.MessageId,
-    receiptHandle: m.ReceiptHandle,
-    body: m.Body,
-    attributes: m.Attributes,
-    messageAttributes: Object.fromEntries(Object.entries(m.MessageAttributes ?? {}).map(([name, value]) => [name, {
-      ...(value.StringValue !== undefined ? { stringValue: value.StringValue } : {}),
-      // as Lambda hands a binary attribute: base64
-      ...(value.BinaryValue !== undefined ? { binaryValue: Buffer.from(value.BinaryValue).toString("base64") } : {}),
-      stringListValues: [],
-      binaryListValues: [],
-      dataType: value.DataType
-    }])),
-    md5OfBody: m.MD5OfBody,
-    eventSource: "aws:sqs",
-    eventSourceARN: "arn:aws:sqs:us-east-1:123456789012:queue",
-    awsRegion: "us-east-1"
-  }))
-})
+const receive = (queueUrl: string) => receiveBatch(sqs, queueUrl)
 
 /** The function's own lines under Lambda's JSON format (the runtime client's, with a level and a request id). */
 const jsonLines = (logs: ReadonlyArray<string>) =>
@@ -139,25 +112,15 @@ describe("the built zip under the Lambda runtime interface emulator and aws-lamb
       QueueUrl: queue.queueUrl,
       Entries: [{ Id: "a", MessageBody: `{"id":"ric-1"}` }, { Id: "b", MessageBody: "not json at all" }]
     }))
-    const finished: Array<unknown> = []
     const logs: Array<string> = []
-    for (let pass = 0; pass < 10; pass++) {
-      const messages = await receive(queue.queueUrl)
-      if (messages.length === 0) break
-      const { status, body, logs: lines } = await container.invoke(eventOf(messages))
+    const received = await drainThrough(sqs, queue.queueUrl, async (event) => {
+      const { status, body, logs: lines } = await container.invoke(event)
       logs.push(...lines)
       assert.strictEqual(status, 200, JSON.stringify(body))
       assert.deepStrictEqual((body as { batchItemFailures: Array<unknown> }).batchItemFailures, [])
-      for (const m of messages) {
-        const record = JSON.parse(m.Body!.startsWith("{") ? m.Body! : "null") as { name?: string } | null
-        if (record?.name === "world") finished.push(record)
-      }
-      // what the event source mapping does with a batch that reported no failures
-      await sqs.send(new DeleteMessageBatchCommand({
-        QueueUrl: queue.queueUrl,
-        Entries: messages.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle! }))
-      }))
-    }
+      return []
+    })
+    const finished = finishedGreetings(received)
     assert.deepStrictEqual(finished, [{ id: "ric-1", greeting: "hello", name: "world" }])
     const dead = await receive(queue.dlqUrl!)
     assert.deepStrictEqual(dead.map((m) => [m.Body, m.MessageAttributes?.["error.tag"]?.StringValue]), [["not json at all", "MalformedBody"]])
@@ -221,7 +184,7 @@ describe("the built zip under the Lambda runtime interface emulator and aws-lamb
       }]
     }))
     const messages = await receive(queue.queueUrl)
-    const { body } = await container.invoke(eventOf(messages))
+    const { body } = await container.invoke(sqsEventOf(messages))
     assert.deepStrictEqual((body as { outcomes: { deadLettered: number } }).outcomes.deadLettered, 1)
     const [dead] = await receive(queue.dlqUrl!)
     const attributes = dead!.MessageAttributes!
