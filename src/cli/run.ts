@@ -8,7 +8,8 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Config, Console, Effect, Exit, Layer, Logger, Runtime } from "effect"
 import { CliError, CliOutput, Command } from "effect/cli"
-import { logLevelLayer, savedSettingsLayer, settingProblem } from "../services/settings.ts"
+import { savedSettingsLayer } from "../services/SavedSettings.ts"
+import { logLevelLayer, settingProblem } from "../services/settings.ts"
 import { cli } from "./main.ts"
 
 // Logs go to stderr (stdout is for results): readable on a terminal, JSON lines for anything else

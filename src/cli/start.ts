@@ -25,7 +25,7 @@ import {
 import { makeSampleImages, type SampleSet, serveImages } from "../pipelines/thumbnails/sampleImages.ts"
 import { type DemoOutcome, forgetDemo, produceOnce, runDemo } from "../programs/demo.ts"
 import { DataDirConfig } from "../services/DataDir.ts"
-import { saveSettings } from "../services/settings.ts"
+import { saveSettings } from "../services/SavedSettings.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
 import { defaultConcurrency, root, UsageError } from "./commands.ts"
 import { localBackendsFor } from "./layers.ts"
