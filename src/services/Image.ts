@@ -6,8 +6,10 @@
  *
  * Memory is what limits the sharp implementation in a 128 MB Lambda, so:
  * - `sharp.cache(false)` and `sharp.concurrency(1)`, set when the service is made;
- * - one sharp pipeline at a time in the whole process (a module-level semaphore), whatever the
- *   engine's concurrency;
+ * - a bounded number of sharp pipelines at once in the whole process (a module-level semaphore),
+ *   whatever the engine's concurrency: one with a memory budget of 256 MB or less (a 128 MB
+ *   Lambda, which has a fraction of one core anyway), else one per core
+ *   (`THUMBNAIL_DECODES_AT_ONCE`);
  * - the input is never decoded at full size when it can be avoided: the pipeline is
  *   `autoOrient → resize → JPEG`, which keeps libjpeg's shrink-on-load (a baseline 24 MP JPEG
  *   decodes at 1/8 scale; measured: the same peak RSS with and without autoOrient on an
@@ -22,7 +24,8 @@
  *   Above it the image is a permanent error that says which setting to raise; a Lambda killed
  *   for memory would instead fail its whole batch, again and again, with no reason given.
  */
-import { Config, Context, Effect, Layer, Schema } from "effect"
+import { availableParallelism } from "node:os"
+import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import { intSetting } from "./settings.ts"
 
 /** The header says more pixels than allowed: a decompression bomb, or simply too big. Permanent. */
@@ -70,6 +73,29 @@ export const ImageLimitsConfig = Config.all({
   )
 })
 
+/**
+ * The memory the process may use, in MB: `THUMBNAIL_MEMORY_BUDGET_MB`, else Lambda's
+ * `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else none (a machine's own memory).
+ */
+export const MemoryBudgetConfig: Config.Config<Option.Option<number>> = Config.all({
+  // a value of our own that is wrong is an error, not a reason to fall back to Lambda's
+  own: Config.option(intSetting("THUMBNAIL_MEMORY_BUDGET_MB", 1)),
+  lambda: Config.option(intSetting("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1))
+}).pipe(Config.map(({ lambda, own }) => Option.orElse(own, () => lambda)))
+
+/** A memory budget up to this many MB (a 128 MB Lambda's) holds one image at a time. */
+export const SMALL_MEMORY_BUDGET_MB = 256
+
+export const isSmallBudget = (budgetMB: Option.Option<number>) => Option.isSome(budgetMB) && budgetMB.value <= SMALL_MEMORY_BUDGET_MB
+
+/** Images decoded at once: `THUMBNAIL_DECODES_AT_ONCE`, else 1 with a budget of 256 MB or less, else one per core. */
+export const DecodesAtOnceConfig: Config.Config<number> = Config.all({
+  own: Config.option(intSetting("THUMBNAIL_DECODES_AT_ONCE", 1)),
+  budgetMB: MemoryBudgetConfig
+}).pipe(Config.map(({ budgetMB, own }) =>
+  Option.getOrElse(own, () => isSmallBudget(budgetMB) ? 1 : availableParallelism())
+))
+
 export const megapixels = (pixels: number) => `${(pixels / 1e6).toFixed(1)} MP`
 
 export const NOT_AN_IMAGE = "not a JPEG, PNG, GIF, WebP, TIFF or AVIF image"
@@ -115,15 +141,19 @@ export class Image extends Context.Service<Image, {
    * sharp and libvips are about 30 MB of a Lambda's memory and much of its init, and a step that
    * makes no thumbnail (the download) never needs them.
    */
-  static readonly layerSharp = (limits: ImageLimits): Layer.Layer<Image> =>
+  static readonly layerSharp = (limits: ImageLimits, decodesAtOnce = 1): Layer.Layer<Image> =>
     Layer.sync(Image, () => {
       let loaded: Promise<Image["Service"]> | undefined
-      const sharp = Effect.promise(() => (loaded ??= import("./image/sharp.ts").then((module) => Effect.runPromise(module.make(limits)))))
+      const sharp = Effect.promise(() =>
+        (loaded ??= import("./image/sharp.ts").then((module) => Effect.runPromise(module.make(limits, decodesAtOnce))))
+      )
       return Image.of({ limits, thumbnail: (input, width) => Effect.flatMap(sharp, (service) => service.thumbnail(input, width)) })
     })
 
-  /** sharp, limits from `THUMBNAIL_MAX_PIXELS` and `THUMBNAIL_MAX_PROGRESSIVE_PIXELS`. */
-  static readonly layer: Layer.Layer<Image, Config.ConfigError> = Layer.unwrap(Effect.map(ImageLimitsConfig, Image.layerSharp))
+  /** sharp, limits from `THUMBNAIL_MAX_PIXELS` and `THUMBNAIL_MAX_PROGRESSIVE_PIXELS`, `THUMBNAIL_DECODES_AT_ONCE`. */
+  static readonly layer: Layer.Layer<Image, Config.ConfigError> = Layer.unwrap(
+    Effect.map(Config.all([ImageLimitsConfig, DecodesAtOnceConfig]), ([limits, decodesAtOnce]) => Image.layerSharp(limits, decodesAtOnce))
+  )
 
   /**
    * A fake for unit tests, no native code: reads JPEG and PNG headers in JavaScript, applies the

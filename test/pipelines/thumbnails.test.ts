@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises"
+import { availableParallelism } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Option, Schema } from "effect"
@@ -17,6 +18,7 @@ import { type SampleImage, samplePlan, serveImages } from "../../src/pipelines/t
 import { MemoryObjectStoreControl } from "../../src/services/objectStore/memory.ts"
 import { MemoryQueueControl } from "../../src/services/queue/memory.ts"
 import { configLayer, decompressionBomb, DLQ, drain, QUEUE, sampleSet, scriptedServer, seed, sendBytes } from "./support.ts"
+import { DecodesAtOnceConfig } from "../../src/services/Image.ts"
 import { MessageQueue } from "../../src/services/MessageQueue.ts"
 import { ObjectStore } from "../../src/services/ObjectStore.ts"
 
@@ -225,22 +227,31 @@ describe("the steps, on the memory bucket and the local HTTP server", () => {
 })
 
 describe("memory", () => {
-  it.effect("one raw image at a time in a small Lambda, two elsewhere, or as configured", () =>
+  it.effect("one raw image and one decode at a time in a small Lambda, one decode per core elsewhere, or as configured", () =>
     Effect.gen(function*() {
+      const cores = availableParallelism()
       const options = (config: Record<string, string>) => StepOptionsConfig.pipe(Effect.provide(configLayer(config)))
-      assert.deepStrictEqual(yield* options({}), { memoryBudgetMB: Option.none(), rawImagesInMemory: 2 })
+      const decodes = (config: Record<string, string>) => DecodesAtOnceConfig.pipe(Effect.provide(configLayer(config)))
+      assert.deepStrictEqual(yield* options({}), { memoryBudgetMB: Option.none(), rawImagesInMemory: cores + 1 })
+      assert.strictEqual(yield* decodes({}), cores)
       assert.deepStrictEqual(yield* options({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128" }), {
         memoryBudgetMB: Option.some(128),
         rawImagesInMemory: 1
       })
+      assert.strictEqual(yield* decodes({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128" }), 1)
       assert.deepStrictEqual(yield* options({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "1024" }), {
         memoryBudgetMB: Option.some(1024),
-        rawImagesInMemory: 2
+        rawImagesInMemory: cores + 1
       })
+      assert.strictEqual(yield* decodes({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "1024", THUMBNAIL_DECODES_AT_ONCE: "3" }), 3)
+      assert.deepStrictEqual(yield* options({ THUMBNAIL_DECODES_AT_ONCE: "3" }), { memoryBudgetMB: Option.none(), rawImagesInMemory: 4 })
       assert.deepStrictEqual(
         yield* options({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128", THUMBNAIL_MEMORY_BUDGET_MB: "512", THUMBNAIL_RAW_IMAGES_IN_MEMORY: "3" }),
         { memoryBudgetMB: Option.some(512), rawImagesInMemory: 3 }
       )
+      // the budget is the process's: an invalid own value is an error, not Lambda's size instead
+      const refused = yield* Effect.flip(decodes({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128", THUMBNAIL_MEMORY_BUDGET_MB: "lots" }))
+      assert.include(refused.message, "THUMBNAIL_MEMORY_BUDGET_MB")
     }))
 
   it.live("no more raw images in flight than allowed, however many steps run at once", () =>

@@ -11,7 +11,7 @@
  */
 import { Config, Context, Effect, Layer, Option, Schema, Semaphore, Stream } from "effect"
 import { type ObjectInfo, type ObjectNotFound, ObjectStore, type ObjectStoreError } from "../../services/ObjectStore.ts"
-import { Image, type ImageError } from "../../services/Image.ts"
+import { DecodesAtOnceConfig, Image, type ImageError, isSmallBudget, MemoryBudgetConfig } from "../../services/Image.ts"
 import { ImageSource, type ImageSourceError } from "../../services/ImageSource.ts"
 import { intSetting } from "../../services/settings.ts"
 import { IMAGE_TYPES } from "../../domain/ImageType.ts"
@@ -60,21 +60,17 @@ export interface StepOptions {
 }
 
 /**
- * `THUMBNAIL_MEMORY_BUDGET_MB`, else Lambda's `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, else none;
- * `THUMBNAIL_RAW_IMAGES_IN_MEMORY`, else 1 with a budget of 256 MB or less, else 2.
+ * The memory budget (`MemoryBudgetConfig`); `THUMBNAIL_RAW_IMAGES_IN_MEMORY`, else 1 with a budget
+ * of 256 MB or less, else one per image decoded at once and one more, downloading meanwhile.
  */
 export const StepOptionsConfig: Config.Config<StepOptions> = Config.all({
-  // a value of our own that is wrong is an error, not a reason to fall back to Lambda's
-  ownBudgetMB: Config.option(intSetting("THUMBNAIL_MEMORY_BUDGET_MB", 1)),
-  lambdaMemoryMB: Config.option(intSetting("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1)),
-  rawImagesInMemory: Config.option(intSetting("THUMBNAIL_RAW_IMAGES_IN_MEMORY", 1))
-}).pipe(Config.map(({ lambdaMemoryMB, ownBudgetMB, rawImagesInMemory }): StepOptions => {
-  const memoryBudgetMB = Option.orElse(ownBudgetMB, () => lambdaMemoryMB)
-  return {
-    memoryBudgetMB,
-    rawImagesInMemory: Option.getOrElse(rawImagesInMemory, () => Option.isSome(memoryBudgetMB) && memoryBudgetMB.value <= 256 ? 1 : 2)
-  }
-}))
+  memoryBudgetMB: MemoryBudgetConfig,
+  rawImagesInMemory: Config.option(intSetting("THUMBNAIL_RAW_IMAGES_IN_MEMORY", 1)),
+  decodesAtOnce: DecodesAtOnceConfig
+}).pipe(Config.map(({ decodesAtOnce, memoryBudgetMB, rawImagesInMemory }): StepOptions => ({
+  memoryBudgetMB,
+  rawImagesInMemory: Option.getOrElse(rawImagesInMemory, () => isSmallBudget(memoryBudgetMB) ? 1 : decodesAtOnce + 1)
+})))
 
 /**
  * The bytes of an object in one buffer. Chunks are copied into a buffer of the object's size as

@@ -18,8 +18,11 @@ import {
   UnsupportedImage
 } from "../Image.ts"
 
-/** One sharp pipeline at a time in this process, across every layer and fiber. */
-const sharpPermit = Semaphore.makeUnsafe(1)
+/**
+ * The sharp pipelines running at once in this process, across every layer and fiber: as many as
+ * the first service made allows (one process has one memory budget).
+ */
+let sharpPermits: Semaphore.Semaphore | undefined
 
 const decodeFailure = (cause: unknown, limits: ImageLimits): ImageError => {
   const text = cause instanceof Error ? cause.message : String(cause)
@@ -38,8 +41,9 @@ const decodeFailure = (cause: unknown, limits: ImageLimits): ImageError => {
 const attempt = <A>(limits: ImageLimits, run: () => Promise<A>) =>
   Effect.tryPromise({ try: run, catch: (cause) => decodeFailure(cause, limits) })
 
-export const make = (limits: ImageLimits): Effect.Effect<Image["Service"]> =>
+export const make = (limits: ImageLimits, decodesAtOnce = 1): Effect.Effect<Image["Service"]> =>
   Effect.map(Effect.promise(() => import("sharp")), ({ default: sharp }) => {
+    const permits = (sharpPermits ??= Semaphore.makeUnsafe(decodesAtOnce))
     sharp.cache(false)
     sharp.concurrency(1)
     const options = { limitInputPixels: limits.maxPixels, failOn: "warning", sequentialRead: true } as const
@@ -65,7 +69,7 @@ export const make = (limits: ImageLimits): Effect.Effect<Image["Service"]> =>
           .jpeg({ quality: JPEG_QUALITY })
           .toBuffer({ resolveWithObject: true }))
       return { data, width: info.width, height: info.height }
-    }, (effect) => Semaphore.withPermit(sharpPermit, effect))
+    }, (effect) => Semaphore.withPermit(permits, effect))
 
     return Image.of({ limits, thumbnail })
   })
