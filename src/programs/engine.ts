@@ -77,6 +77,10 @@ const atStage = (stage: string) => <A, E extends StepFailure, R>(effect: Effect.
     })
   )
 
+/** An effect that is a successful Exit already (`Effect.succeed(...)` is one): its value is known without running it. */
+const succeeded = <A, E, R>(effect: Effect.Effect<A, E, R>): effect is Exit.Success<A, E> =>
+  Exit.isExit(effect) && effect._tag === "Success"
+
 const MAX_ATTRIBUTE_TEXT = 1024
 const attributeText = (text: string) =>
   text === "" ? "(empty)" : text.length > MAX_ATTRIBUTE_TEXT ? `${text.slice(0, MAX_ATTRIBUTE_TEXT - 1)}…` : text
@@ -100,17 +104,27 @@ const deadLetterAttributes = (message: QueueMessage, error: StepFailure, stage: 
   return fitAttributes(message.body, { ...pipelineOnly, ...ours }, attributes, message.typedAttributes)
 }
 
-// the hot path: JSON.parse itself, not a Schema transformation around it (measured ~10% of a transition)
-const parseJson = (body: string) => Effect.try({ try: (): unknown => JSON.parse(body), catch: (error) => error as Error })
+// the hot path: JSON.parse itself, not a Schema transformation around it (measured ~10% of a transition),
+// answered as an Exit so that a batch of synchronous steps needs no fiber (see `decide`)
+const parseJson = (body: string): Exit.Exit<unknown, Error> => {
+  try {
+    return Exit.succeed(JSON.parse(body))
+  } catch (error) {
+    return Exit.fail(error as Error)
+  }
+}
 
-/** Message bodies as the pipeline's records: not JSON is `MalformedBody`, not the record's shape `SchemaViolation`. */
+/**
+ * Message bodies as the pipeline's records: not JSON is `MalformedBody`, not the record's shape `SchemaViolation`.
+ * An Exit when the schema decodes synchronously (Schema's parsers answer so), an Effect when it does not.
+ */
 export const bodyDecoder = <Rec>(schema: Schema.Codec<Rec, unknown>) => {
   const decodeRecord = Schema.decodeUnknownEffect(schema)
   return (body: string): Effect.Effect<Rec, MalformedBody | SchemaViolation> =>
     parseJson(body).pipe(
-      Effect.mapError((error) => new MalformedBody({ message: `body is not JSON: ${error.message}` })),
-      Effect.flatMap((json) =>
-        decodeRecord(json, { errors: "all" }).pipe(Effect.mapError((error) => new SchemaViolation({ message: error.message })))
+      Effect.mapErrorEager((error) => new MalformedBody({ message: `body is not JSON: ${error.message}` })),
+      Effect.flatMapEager((json) =>
+        decodeRecord(json, { errors: "all" }).pipe(Effect.mapErrorEager((error) => new SchemaViolation({ message: error.message })))
       )
     )
 }
@@ -187,10 +201,13 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         )
       ))
 
-    // untraced: a span per message costs more than the step of a quick mutation
-    const decide = Effect.fnUntraced(function*(message: QueueMessage, index: number) {
+    // untraced: a span per message costs more than the step of a quick mutation. Eager: run at once
+    // while everything it yields is already done (decode, route, a mutation answering with an Exit,
+    // encode), so that such a message is decided without a fiber of its own (Effect.forEach forks one
+    // only for an item that is not an Exit); the first effect that is not done continues as usual
+    const decide = Effect.fnUntracedEager(function*(message: QueueMessage, index: number) {
       const current: Transition = fromAttributes(message.attributes, message.messageId)
-      const record = yield* decodeBody(message.body).pipe(Effect.mapError((error) => new StageFailure({ stage: "decode", error })))
+      const record = yield* decodeBody(message.body).pipe(Effect.mapErrorEager((error) => new StageFailure({ stage: "decode", error })))
       if (current.step >= settings.maxSteps) {
         return yield* new StageFailure({
           stage: "decode",
@@ -201,10 +218,12 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           })
         })
       }
-      const route = yield* Effect.try({
-        try: () => pipeline.router(record),
-        catch: (cause) => new StageFailure({ stage: "route", error: Defect.fromCause(Cause.die(cause)) })
-      })
+      let route: ReturnType<typeof pipeline.router>
+      try {
+        route = pipeline.router(record)
+      } catch (cause) {
+        return yield* Exit.fail(new StageFailure({ stage: "route", error: Defect.fromCause(Cause.die(cause)) }))
+      }
       if (route._tag === "Done") {
         if (debug) {
           const recordId = idOf(record)
@@ -216,9 +235,13 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       }
       if (route._tag === "UnknownState") return yield* new StageFailure({ stage: "route", error: route })
       const startedAt = runAhead ? yield* Clock.currentTimeMillis : 0
-      const next = yield* route.run(record).pipe(Effect.retry(debug ? retryLogged(idOf(record), route.name) : retry), atStage(route.name))
+      const run = route.run(record)
+      // a mutation that already succeeded has nothing to retry: no schedule to set up
+      const next = succeeded(run)
+        ? run.value
+        : yield* run.pipe(Effect.retry(debug ? retryLogged(idOf(record), route.name) : retry), atStage(route.name))
       const encoded = yield* encode(next).pipe(
-        Effect.mapError((error) =>
+        Effect.mapErrorEager((error) =>
           new StageFailure({
             stage: route.name,
             error: new SchemaViolation({ message: `${route.name} returned an invalid record: ${error.message}` })
@@ -285,11 +308,13 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       }
       return Decision.Next({ message, mutation: made.name, entry, step: transition.step, passed })
     }, (effect, message) =>
-      Effect.map(Effect.exit(effect), (exit): Decision => {
-        if (Exit.isSuccess(exit)) return exit.value
-        const failure = Cause.findErrorOption(exit.cause)
-        const { error, stage } = Option.isSome(failure) ? failure.value : { error: Defect.fromCause(exit.cause), stage: "decode" }
-        return isRetryable(error) ? Decision.Retry({ message, error, stage }) : Decision.DeadLetter({ message, error, stage })
+      Effect.matchCauseEager(effect, {
+        onSuccess: (decision): Decision => decision,
+        onFailure: (cause): Decision => {
+          const failure = Cause.findErrorOption(cause)
+          const { error, stage } = Option.isSome(failure) ? failure.value : { error: Defect.fromCause(cause), stage: "decode" }
+          return isRetryable(error) ? Decision.Retry({ message, error, stage }) : Decision.DeadLetter({ message, error, stage })
+        }
       }))
 
     const cachedPolicy = redrivePolicies.get(settings.queueUrl)

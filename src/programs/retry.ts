@@ -6,13 +6,24 @@
 import { Duration, Effect, Schedule } from "effect"
 import { isRetryable, type StepFailure } from "../domain/errors.ts"
 
-export const retryPolicy = (duration: Duration.Input): Schedule.Schedule<Duration.Duration, StepFailure> => {
-  const budget = Duration.toMillis(Duration.fromInputUnsafe(duration))
-  return Schedule.exponential("100 millis").pipe(
+const makePolicy = (budget: number): Schedule.Schedule<Duration.Duration, StepFailure> =>
+  Schedule.exponential("100 millis").pipe(
     Schedule.jittered,
     Schedule.while(({ elapsed, input }: Schedule.Metadata<Duration.Duration, StepFailure>) => isRetryable(input) && budget - elapsed >= 1),
     Schedule.modifyDelay(({ duration: delay, elapsed }) => Effect.succeed(Duration.min(delay, Duration.millis(Math.ceil(budget - elapsed)))))
   )
+
+/** Made once a budget: a schedule is an immutable value, and building one costs about a transition's work. */
+const policies = new Map<number, Schedule.Schedule<Duration.Duration, StepFailure>>()
+
+export const retryPolicy = (duration: Duration.Input): Schedule.Schedule<Duration.Duration, StepFailure> => {
+  const budget = Duration.toMillis(Duration.fromInputUnsafe(duration))
+  let policy = policies.get(budget)
+  if (policy === undefined) {
+    policy = makePolicy(budget)
+    policies.set(budget, policy)
+  }
+  return policy
 }
 
 /** For calls that only tidy up (deletes): a failure costs a redelivery, not a record. */
