@@ -21,13 +21,75 @@ export interface Transition {
   readonly transitionId: string
 }
 
-/** JSON with object keys sorted, so equal states hash equally whatever their key order. */
-export const canonicalJson = (value: unknown): string =>
+/**
+ * The definition of canonical JSON (and so of every transition id ever sent): `JSON.stringify` with
+ * each object rebuilt with its keys sorted. Used as is for anything but plain JSON data.
+ */
+const sortedJson = (value: unknown): string =>
   JSON.stringify(value, (_key, inner: unknown) =>
     inner !== null && typeof inner === "object" && !Array.isArray(inner)
       // the default sort orders by UTF-16 code units, the same on every engine
       ? Object.fromEntries(Object.keys(inner).sort().map((key) => [key, (inner as Record<string, unknown>)[key]]))
       : inner)
+
+/** Thrown by `plainJson` for a value it leaves to `sortedJson`. */
+const notPlain = Symbol("notPlain")
+/** Deeper than this is taken for a cycle, which `sortedJson` reports as JSON.stringify does. */
+const MAX_DEPTH = 64
+
+/**
+ * `sortedJson`'s text written directly, without an object rebuilt a level (a hash a transition is
+ * on the engine's hot path): for strings, finite and other numbers, booleans, null, arrays and
+ * objects of them, and the values JSON leaves out. Anything else, where `sortedJson` might differ
+ * (toJSON, class instances, boxed primitives, bigint, keys that are array indices, which an object
+ * orders numerically whatever their insertion order), is thrown back to it.
+ */
+const plainJson = (value: unknown, depth: number): string | undefined => {
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value)
+    case "number":
+      return Number.isFinite(value) ? String(value) : "null"
+    case "boolean":
+      return value ? "true" : "false"
+    case "undefined":
+    case "function":
+    case "symbol":
+      return undefined
+    case "bigint":
+      throw notPlain
+  }
+  if (value === null) return "null"
+  if (depth > MAX_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === "function") throw notPlain
+  if (Array.isArray(value)) {
+    let text = "["
+    for (let index = 0; index < value.length; index++) {
+      text += `${index === 0 ? "" : ","}${plainJson(value[index], depth + 1) ?? "null"}`
+    }
+    return `${text}]`
+  }
+  const prototype = Object.getPrototypeOf(value)
+  if (prototype !== Object.prototype && prototype !== null) throw notPlain
+  const keys = Object.keys(value as object).sort()
+  let text = "{"
+  for (const key of keys) {
+    const code = key.charCodeAt(0)
+    if (code >= 48 && code <= 57) throw notPlain // starts with a digit: may be an array index
+    const inner = plainJson((value as Record<string, unknown>)[key], depth + 1)
+    if (inner !== undefined) text += `${text.length === 1 ? "" : ","}${JSON.stringify(key)}:${inner}`
+  }
+  return `${text}}`
+}
+
+/** JSON with object keys sorted, so equal states hash equally whatever their key order. */
+export const canonicalJson = (value: unknown): string => {
+  try {
+    return plainJson(value, 0) ?? sortedJson(value)
+  } catch (error) {
+    if (error === notPlain) return sortedJson(value)
+    throw error
+  }
+}
 
 export const transitionId = (recordId: string, encodedState: unknown): string =>
   createHash("sha256").update(recordId).update("\u0000").update(canonicalJson(encodedState)).digest("hex")
