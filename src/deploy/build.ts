@@ -27,6 +27,7 @@ import { spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, extname, join, relative, resolve, sep } from "node:path"
+import { effectDeepImports } from "./deepImports.ts"
 
 /** This package's folder (the same from src/deploy/ and from the compiled lib/deploy/). */
 export const root = join(import.meta.dirname, "..", "..")
@@ -83,7 +84,9 @@ export const lambdaBundleOptions: BuildOptions = {
   sourcemap: false,
   minify: true,
   legalComments: "none",
-  logLevel: "warning"
+  logLevel: "warning",
+  // effect's modules, not its barrels, so that what the code does not use is left out (deepImports.ts)
+  plugins: [effectDeepImports]
 }
 
 /** A module of this package beside this one: `.ts` here in src/, `.js` once compiled to lib/. */
