@@ -33,6 +33,8 @@ import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { pathToFileURL } from "node:url"
 import { promisify } from "node:util"
+import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
+import { CreateQueueCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { build } from "esbuild"
 import { lambdaBundleOptions } from "../src/deploy/build.ts"
 import { ConfigProvider, Duration, Effect, Layer } from "effect"
@@ -44,6 +46,7 @@ import { makeSampleImages, type SampleImage } from "../src/pipelines/thumbnails/
 import { ObjectStore } from "../src/services/ObjectStore.ts"
 import { MessageQueue } from "../src/services/MessageQueue.ts"
 import { MemoryQueueControl } from "../src/services/queue/memory.ts"
+import { startMoto } from "../test/support/moto.ts"
 
 const IMAGES = Number(process.env["BENCH_IMAGES"] ?? 20)
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 5)
@@ -76,6 +79,28 @@ const imageServer = (folder: string) =>
     ({ child }) => Effect.sync(() => child.kill())
   )
 
+/** SQS and S3 on moto's server: the queue and the bucket the moto rounds use. */
+interface MotoBackend {
+  readonly queueUrl: string
+  readonly bucket: string
+}
+
+/** moto, with the SDK's environment pointing at it, a queue and a bucket. */
+const motoBackend = Effect.acquireRelease(
+  Effect.promise(async () => {
+    const moto = await startMoto()
+    Object.assign(process.env, { AWS_ENDPOINT_URL: moto.endpoint, AWS_REGION: "us-east-1", AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing" })
+    const sqs = new SQSClient({})
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: QUEUE }))
+    const s3 = new S3Client({ forcePathStyle: true })
+    await s3.send(new CreateBucketCommand({ Bucket: "thumbnails" }))
+    sqs.destroy()
+    s3.destroy()
+    return { moto, backend: { queueUrl: QueueUrl!, bucket: "thumbnails" } satisfies MotoBackend }
+  }),
+  ({ moto }) => Effect.promise(() => moto.stop())
+)
+
 /** One pass of the whole set through the engine, from `initial` records to done; seconds. */
 const pipelineRound = (
   images: ReadonlyArray<SampleImage>,
@@ -83,20 +108,33 @@ const pipelineRound = (
   imageSource: string,
   options: {
     readonly rawInBucket: ReadonlyMap<string, { readonly bytes: Uint8Array; readonly contentType: string }> | undefined
-    /** The embedded SQLite queue and folder bucket (in a fresh temp folder), as `npm start` runs; memory otherwise. */
-    readonly local: boolean
+    /**
+     * `local`: the embedded SQLite queue and folder bucket (in a fresh temp folder), as `npm start`
+     * runs; `moto`: SQS and S3 over HTTP on moto's server (the live layers); memory otherwise.
+     */
+    readonly backend: "memory" | "local" | MotoBackend
     /** Run-ahead (PIPELINE_RUN_AHEAD) with the just-written objects kept (PIPELINE_OBJECT_CACHE): one pass a record. */
     readonly runAhead?: boolean | undefined
     /** Called with the memory queue's request counts after the round (memory backends only). */
     readonly onRequests?: ((requests: Readonly<Record<string, number>>) => void) | undefined
   }
 ) => {
-  const dataDir = options.local ? mkdtempSync(join(tmpdir(), "bench-thumbnails-")) : undefined
-  const store = dataDir === undefined ? ObjectStore.layerMemory : ObjectStore.layerLocal(join(dataDir, "bucket"))
+  const dataDir = options.backend === "local" ? mkdtempSync(join(tmpdir(), "bench-thumbnails-")) : undefined
+  const { backend } = options
+  const store = backend === "memory"
+    ? ObjectStore.layerMemory
+    : backend === "local"
+    ? ObjectStore.layerLocal(join(dataDir!, "bucket"))
+    : ObjectStore.layerS3(backend.bucket)
   const backends = Layer.mergeAll(
-    dataDir === undefined ? MessageQueue.layerMemory({ [QUEUE]: {} }) : MessageQueue.layerLocal({ directory: dataDir }),
+    backend === "memory"
+      ? MessageQueue.layerMemory({ [QUEUE]: {} })
+      : backend === "local"
+      ? MessageQueue.layerLocal({ directory: dataDir! })
+      : MessageQueue.layerSqs,
     options.runAhead === true ? ObjectStore.withRecentObjects(store, 64 * 1024 * 1024) : store
   )
+  const queueUrl = typeof backend === "object" ? backend.queueUrl : QUEUE
   const pipeline = makeThumbnailPipeline(sizes)
   const processMessages = processBatch(pipeline)
   return Effect.gen(function*() {
@@ -107,7 +145,7 @@ const pipelineRound = (
     }
     const started = performance.now()
     for (let i = 0; i < images.length; i += 10) {
-      yield* queue.send(QUEUE, images.slice(i, i + 10).map((image, j) => ({
+      yield* queue.send(queueUrl, images.slice(i, i + 10).map((image, j) => ({
         id: `s${j}`,
         body: JSON.stringify(
           options.rawInBucket === undefined ? pipeline.initialRecord(image.stockNo) : { stock_no: image.stockNo, has_raw: true }
@@ -116,10 +154,10 @@ const pipelineRound = (
     }
     let done = 0
     while (true) {
-      const messages = yield* queue.receive(QUEUE, { maxMessages: 10 })
+      const messages = yield* queue.receive(queueUrl, { maxMessages: 10 })
       if (messages.length === 0) break
       const outcomes = yield* processMessages(messages)
-      yield* acknowledge(QUEUE, outcomes)
+      yield* acknowledge(queueUrl, outcomes)
       for (const outcome of outcomes) {
         if (outcome._tag === "Done") done++
         else if (outcome._tag === "Failed" || outcome._tag === "DeadLettered") throw new Error(`${outcome._tag}: ${outcome.error.message}`)
@@ -133,7 +171,7 @@ const pipelineRound = (
   }).pipe(
     Effect.provide(
       Layer.mergeAll(
-        EngineSettings.layerWith({ queueUrl: QUEUE, retryFor: Duration.seconds(5), runAhead: options.runAhead === true ? Duration.minutes(1) : Duration.zero }),
+        EngineSettings.layerWith({ queueUrl, retryFor: Duration.seconds(5), runAhead: options.runAhead === true ? Duration.minutes(1) : Duration.zero }),
         ThumbnailSteps.layer.pipe(
           Layer.provideMerge(backends),
           Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ IMAGE_SOURCE: imageSource, THUMBNAIL_RAW_IMAGES_IN_MEMORY: String(RAW_IMAGES_AT_ONCE) })))
@@ -167,10 +205,15 @@ const bareRound = async (folder: string, images: ReadonlyArray<SampleImage>, siz
  * image, store the raw image, make both thumbnails from the bytes in hand and store them (files in
  * a fresh folder, flushed as the local bucket does), ten images at a time as the engine takes a batch; seconds.
  */
-const fairBareRound = async (images: ReadonlyArray<SampleImage>, sizes: ReadonlyArray<number>, source: string) => {
+const fairBareRound = async (images: ReadonlyArray<SampleImage>, sizes: ReadonlyArray<number>, source: string, moto?: MotoBackend) => {
   const out = mkdtempSync(join(tmpdir(), "bench-fair-"))
-  // stored as durably as the local bucket stores: a temp file, flushed, renamed into place
+  // stored as durably as the local bucket stores: a temp file, flushed, renamed into place; or an S3 PutObject
+  const s3 = moto === undefined ? undefined : new S3Client({ forcePathStyle: true })
   const store = async (name: string, data: Uint8Array) => {
+    if (s3 !== undefined) {
+      await s3.send(new PutObjectCommand({ Bucket: moto!.bucket, Key: `fair/${name}`, Body: data }))
+      return
+    }
     const temp = join(out, `.${name}.tmp`)
     const handle = await open(temp, "w")
     try {
@@ -197,6 +240,7 @@ const fairBareRound = async (images: ReadonlyArray<SampleImage>, sizes: Readonly
   for (let i = 0; i < images.length; i += RAW_IMAGES_AT_ONCE) await Promise.all(images.slice(i, i + RAW_IMAGES_AT_ONCE).map(one))
   const seconds = (performance.now() - started) / 1000
   rmSync(out, { recursive: true, force: true })
+  s3?.destroy()
   return seconds
 }
 
@@ -265,10 +309,18 @@ const program = Effect.gen(function*() {
   const bare: Array<number> = []
   const bareDownloading: Array<number> = []
   const fair: Array<number> = []
+  const endToEndMoto: Array<number> = []
+  const endToEndAheadMoto: Array<number> = []
+  const fairMoto: Array<number> = []
+  console.log("starting moto…")
+  const { backend: moto } = yield* motoBackend
   for (let round = -1; round < ROUNDS; round++) {
-    const e = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: true })
-    const a = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: true, runAhead: true })
-    const s = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket, local: false })
+    const e = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, backend: "local" })
+    const a = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, backend: "local", runAhead: true })
+    const s = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket, backend: "memory" })
+    const em = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, backend: moto })
+    const am = yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, backend: moto, runAhead: true })
+    const fm = yield* Effect.promise(() => fairBareRound(images, sizes, server.imageSource, moto))
     const b = yield* Effect.promise(() => bareRound(set.folder, images, sizes))
     const d = yield* Effect.promise(() => bareRound(set.folder, images, sizes, server.imageSource))
     const f = yield* Effect.promise(() => fairBareRound(images, sizes, server.imageSource))
@@ -279,6 +331,9 @@ const program = Effect.gen(function*() {
       bare.push(b)
       bareDownloading.push(d)
       fair.push(f)
+      endToEndMoto.push(em)
+      endToEndAheadMoto.push(am)
+      fairMoto.push(fm)
     }
   }
   // SQS-style requests per transition (memory queue: receives, sends, deletes, visibility changes)
@@ -288,8 +343,8 @@ const program = Effect.gen(function*() {
     (Object.values(requests).reduce((sum, n) => sum + n, 0) - Math.ceil(images.length / 10)) / transitions
   let oneStep = 0
   let ahead = 0
-  yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: false, onRequests: (r) => (oneStep = perTransition(r)) })
-  yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, local: false, runAhead: true, onRequests: (r) => (ahead = perTransition(r)) })
+  yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, backend: "memory", onRequests: (r) => (oneStep = perTransition(r)) })
+  yield* pipelineRound(images, sizes, server.imageSource, { rawInBucket: undefined, backend: "memory", runAhead: true, onRequests: (r) => (ahead = perTransition(r)) })
   const rate = (times: ReadonlyArray<number>) => thumbnails / median(times)
   const line = (label: string, times: ReadonlyArray<number>) =>
     console.log(
@@ -309,6 +364,13 @@ const program = Effect.gen(function*() {
   console.log(
     `  ratio pipeline / fair bare peer: one step per pass ${fixed(rate(endToEnd) / rate(fair), 2)}, ` +
       `with run-ahead ${fixed(rate(endToEndAhead) / rate(fair), 2)} (goal >= 0.9)`
+  )
+  line("pipeline end to end on moto (SQS and S3 over HTTP), one step per pass:", endToEndMoto)
+  line("the same with run-ahead and the just-written objects kept:", endToEndAheadMoto)
+  line("fair bare peer on moto (the raw image and thumbnails stored with PutObject):", fairMoto)
+  console.log(
+    `  ratio pipeline / fair bare peer on moto: one step per pass ${fixed(rate(endToEndMoto) / rate(fairMoto), 2)}, ` +
+      `with run-ahead ${fixed(rate(endToEndAheadMoto) / rate(fairMoto), 2)} (goal >= 0.9)`
   )
   console.log(
     `  queue requests per transition (memory queue, batches of 10, the producer's sends left out): one step per pass ${fixed(oneStep, 3)}, ` +

@@ -96,6 +96,25 @@ describe("the thumbnail steps on the fake image service", () => {
       assert.strictEqual(missing._tag, "RawImageMissing")
     }).pipe(Effect.provide(stepsLayer)))
 
+  it.effect("the raw image is found under any image type's extension; of several, the first in the types' order", () =>
+    Effect.gen(function*() {
+      const steps = yield* ThumbnailSteps
+      const store = yield* ObjectStore
+      const hasRaw = { stock_no: "ITEM", has_raw: true }
+      yield* store.put("raw/ITEM.png", pngHeader(1024, 768), "image/png")
+      yield* steps.thumbnail(hasRaw, 200, [200])
+      assert.strictEqual(yield* madeFrom("thumbnails/200/ITEM.jpg"), "200x150 1024x768 png")
+      // the source changed format: a JPEG too, which comes first
+      yield* store.put("raw/ITEM.jpg", fakeJpeg(6000, 4000), "image/jpeg")
+      yield* steps.thumbnail(hasRaw, 200, [200])
+      assert.strictEqual(yield* madeFrom("thumbnails/200/ITEM.jpg"), "200x133 6000x4000 jpeg")
+      // an object under another prefix that starts the same is not the raw image
+      yield* store.put("raw/ITEM2.jpg", fakeJpeg(10, 10), "image/jpeg")
+      const missing = yield* Effect.flip(steps.thumbnail({ stock_no: "ITEM2X", has_raw: true }, 200, [200]))
+      assert.strictEqual(missing._tag, "RawImageMissing")
+      assert.include(missing.message, "raw/ITEM2X.*")
+    }).pipe(Effect.provide(stepsLayer)))
+
   it.effect("the image service's errors come out of the step as they are, and nothing is written", () =>
     Effect.gen(function*() {
       const steps = yield* ThumbnailSteps

@@ -10,7 +10,7 @@
  * Both are idempotent: they overwrite their object with the same bytes and return the same record.
  */
 import { Config, Context, Effect, Layer, Option, Schema, Semaphore, Stream } from "effect"
-import { type ObjectInfo, type ObjectNotFound, ObjectStore, type ObjectStoreError } from "../../services/ObjectStore.ts"
+import { type ObjectNotFound, ObjectStore, type ObjectStoreError } from "../../services/ObjectStore.ts"
 import { DecodesAtOnceConfig, Image, type ImageError, isSmallBudget, MemoryBudgetConfig } from "../../services/Image.ts"
 import { ImageSource, type ImageSourceError } from "../../services/ImageSource.ts"
 import { intSetting } from "../../services/settings.ts"
@@ -116,24 +116,26 @@ export const makeThumbnailSteps = Effect.fnUntraced(function*(options: StepOptio
   const holdingRawImage = <A, E>(effect: Effect.Effect<A, E>) =>
     Semaphore.withPermit(rawImagePermits, Effect.ensuring(effect, relieve))
 
-  /** The raw image of a stock number; several (the source changed format) are taken in a fixed order. */
-  const findRaw = (stockNo: string) =>
+  /**
+   * The bytes of a stock number's raw image: the first of `raw/{stock_no}.{ext}` in the image
+   * types' fixed order (several exist when the source changed format). Read by name rather than
+   * found by listing: a JPEG, the usual case, costs one request, and none when the object store
+   * still holds what the download step just wrote (run-ahead); a listing costs one request and a
+   * HeadObject a key on S3, before the read.
+   */
+  const readRaw = (stockNo: string) =>
     Effect.gen(function*() {
-      const listed = yield* store.list(rawKeyPrefix(stockNo))
-      const byKey = new Map(listed.map((info): [string, ObjectInfo] => [info.key, info]))
-      const candidates = rawExtensions.map((extension) => byKey.get(rawKey(stockNo, extension))).filter((info) => info !== undefined)
-      if (candidates.length === 0) {
-        return yield* new RawImageMissing({
-          message: `no raw image for ${stockNo} under ${rawKeyPrefix(stockNo)}* (${rawExtensions.join(", ")})`,
-          stockNo
-        })
+      for (const extension of rawExtensions) {
+        const found = yield* readAll(store, rawKey(stockNo, extension)).pipe(
+          Effect.map(Option.some),
+          Effect.catchTag("ObjectNotFound", () => Effect.succeedNone)
+        )
+        if (Option.isSome(found)) return found.value
       }
-      if (candidates.length > 1) {
-        yield* Effect.logWarning(`several raw images for ${stockNo}; using ${candidates[0]!.key}`, {
-          keys: candidates.map((info) => info.key)
-        })
-      }
-      return candidates[0]!.key
+      return yield* new RawImageMissing({
+        message: `no raw image for ${stockNo} under ${rawKeyPrefix(stockNo)}* (${rawExtensions.join(", ")})`,
+        stockNo
+      })
     })
 
   const download = Effect.fn("thumbnails.download")(function*(record: ThumbnailRecord) {
@@ -147,11 +149,11 @@ export const makeThumbnailSteps = Effect.fnUntraced(function*(options: StepOptio
     // the smallest larger thumbnail the record says exists; the raw image otherwise
     const larger = sizes.filter((other) => other > size && hasSize(record, other)).sort((a, b) => a - b)[0]
     const input = yield* (larger === undefined
-      ? Effect.flatMap(findRaw(stockNo), (key) => readAll(store, key))
+      ? readRaw(stockNo)
       : readAll(store, thumbnailKey(larger, stockNo)).pipe(
         Effect.catchTag("ObjectNotFound", (missing) =>
           Effect.logWarning(`${missing.key} is gone although the record has ${sizeFlag(larger)}; using the raw image`).pipe(
-            Effect.andThen(Effect.flatMap(findRaw(stockNo), (key) => readAll(store, key)))
+            Effect.andThen(readRaw(stockNo))
           ))
       ))
     // the read's chunks are garbage now: returned before sharp and the decode take their memory
