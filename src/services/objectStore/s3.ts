@@ -58,12 +58,35 @@ const unsafeKey = (operation: string, key: string): ObjectStoreError =>
     cause: undefined
   })
 
+/** Bytes read between two collections of the young generation (`scavenging`). */
+export const SCAVENGE_EVERY_BYTES = 4 * 1024 * 1024
+
+/**
+ * `chunks`, with the young generation collected every `SCAVENGE_EVERY_BYTES` when the process has
+ * `--expose-gc` (the stack sets it). A body arrives in chunks of up to 64 KB, each garbage once
+ * the reader has copied it; V8 does not count Buffers in its heap and collects them only after
+ * 64 MB of them: reading a 17.9 MB image under RIE left 38 MB of chunks, the peak of the whole
+ * chain (131 MB). A scavenge takes about a millisecond.
+ */
+export async function* scavenging(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const gc = (globalThis as { gc?: (options: { type: "minor" }) => void }).gc
+  let read = 0
+  for await (const chunk of chunks) {
+    read += chunk.byteLength
+    if (gc !== undefined && read >= SCAVENGE_EVERY_BYTES) {
+      read = 0
+      gc({ type: "minor" })
+    }
+    yield chunk
+  }
+}
+
 /** The SDK's body in Node is an `IncomingMessage` (async-iterable); elsewhere a web stream. */
 const bodyStream = (body: unknown, key: string): Stream.Stream<Uint8Array, ObjectStoreError> => {
   const onError = (cause: unknown) => storeError("GetObject.body", key, cause)
   if (body === undefined || body === null) return Stream.empty
   if (typeof body === "object" && Symbol.asyncIterator in body) {
-    return Stream.fromAsyncIterable(body as AsyncIterable<Uint8Array>, onError)
+    return Stream.fromAsyncIterable(scavenging(body as AsyncIterable<Uint8Array>), onError)
   }
   if (typeof body === "object" && "transformToWebStream" in body && typeof body.transformToWebStream === "function") {
     const web = body as { transformToWebStream: () => ReadableStream<Uint8Array> }
