@@ -19,8 +19,12 @@
  *    - the same with run-ahead (every step of a record in one pass) and the just-written raw image
  *      kept in memory for the thumbnail steps to read;
  *    - the fair peer: a bare script doing what the pipeline must (download, store the raw image,
- *      make and store both thumbnails), no queue.
- *    And the queue requests per transition on the memory queue, one step per pass and run ahead.
+ *      make and store both thumbnails), no queue;
+ *    - the pipeline (one step per pass, and run ahead) and the fair peer on moto's server: SQS and
+ *      S3 over HTTP through the live layers, the peer storing with PutObject.
+ *    The pipeline's rounds receive the next batch while one runs and delete in the background, as
+ *    the agent does. And the queue requests per transition on the memory queue, one step per pass
+ *    and run ahead.
  *
  * Options (environment): BENCH_IMAGES (sample set size, default 20), BENCH_ROUNDS (default 5),
  * THUMBNAIL_SIZES (default 100,200).
@@ -37,7 +41,7 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client
 import { CreateQueueCommand, SQSClient } from "@aws-sdk/client-sqs"
 import { build } from "esbuild"
 import { lambdaBundleOptions } from "../src/deploy/build.ts"
-import { ConfigProvider, Duration, Effect, Layer } from "effect"
+import { ConfigProvider, Duration, Effect, Fiber, Layer } from "effect"
 import sharp from "sharp"
 import { makeThumbnailPipeline, rawKey, ThumbnailSizesConfig, ThumbnailSteps } from "../src/pipelines/thumbnails/index.ts"
 import { acknowledge, processBatch } from "../src/programs/engine.ts"
@@ -144,25 +148,37 @@ const pipelineRound = (
       for (const [key, raw] of options.rawInBucket) yield* store.put(key, raw.bytes, raw.contentType)
     }
     const started = performance.now()
-    for (let i = 0; i < images.length; i += 10) {
-      yield* queue.send(queueUrl, images.slice(i, i + 10).map((image, j) => ({
+    // the producer's sends at once, as the producer sends them
+    yield* Effect.forEach(Array.from({ length: Math.ceil(images.length / 10) }, (_, i) => images.slice(i * 10, i * 10 + 10)), (chunk) =>
+      queue.send(queueUrl, chunk.map((image, j) => ({
         id: `s${j}`,
         body: JSON.stringify(
           options.rawInBucket === undefined ? pipeline.initialRecord(image.stockNo) : { stock_no: image.stockNo, has_raw: true }
         )
-      })))
-    }
+      }))), { concurrency: "unbounded", discard: true })
     let done = 0
+    const deletes: Array<Fiber.Fiber<void>> = []
+    // the next batch is received while one runs, as the agent receives while it has room; an empty
+    // answer ends the round only if no successor was sent after its receive began
+    const receive = Effect.forkChild(queue.receive(queueUrl, { maxMessages: 10 }))
+    let receiving = yield* receive
+    let sentSinceReceive = false
     while (true) {
-      const messages = yield* queue.receive(queueUrl, { maxMessages: 10 })
-      if (messages.length === 0) break
+      const messages = yield* Fiber.join(receiving)
+      if (messages.length === 0 && !sentSinceReceive) break
+      receiving = yield* receive
+      sentSinceReceive = false
+      if (messages.length === 0) continue
       const outcomes = yield* processMessages(messages)
-      yield* acknowledge(queueUrl, outcomes)
+      if (outcomes.some((outcome) => outcome._tag === "Advanced")) sentSinceReceive = true
+      // deleted in the background, as the agent deletes
+      deletes.push(yield* Effect.forkChild(acknowledge(queueUrl, outcomes)))
       for (const outcome of outcomes) {
         if (outcome._tag === "Done") done++
         else if (outcome._tag === "Failed" || outcome._tag === "DeadLettered") throw new Error(`${outcome._tag}: ${outcome.error.message}`)
       }
     }
+    yield* Fiber.joinAll(deletes)
     if (done !== images.length) throw new Error(`${done} of ${images.length} records done`)
     const seconds = (performance.now() - started) / 1000
     const control = yield* Effect.serviceOption(MemoryQueueControl)
