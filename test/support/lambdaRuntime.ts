@@ -67,7 +67,7 @@ export const ensureRic = (): string => {
     writeFileSync(join(staging, "package.json"), `${JSON.stringify({ private: true, allowScripts: { "aws-lambda-ric": true } })}\n`)
     // the Node that runs this (the project's 24), first on PATH for npm, its scripts and node-gyp
     const path = `${dirname(process.execPath)}:${process.env["PATH"] ?? ""}`
-    run("the Lambda runtime client aws-lambda-ric (needs cmake, make, a C/C++ compiler, autotools)", "npm", [
+    run("the Lambda runtime client aws-lambda-ric (needs cmake, make and a C/C++ compiler)", "npm", [
       "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund", `aws-lambda-ric@${RIC_VERSION}`
     ], { cwd: staging, env: { ...process.env, PATH: path } })
   })
