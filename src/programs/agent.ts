@@ -7,6 +7,11 @@
  * When `stop` completes it stops receiving, finishes in-flight work and returns; messages it
  * received but never started are made visible again at once.
  *
+ * One receive is out at a time while the queue is thin, so that each brings as much as it can. On a
+ * backlog (receives come back with all they asked for) more go out beside it, each for a full batch
+ * of free slots, so that a call's latency does not cap the throughput; one that comes back short
+ * drops it back to one.
+ *
  * With a batching window (like an event source mapping's `MaximumBatchingWindowInSeconds`) it
  * gathers a batch for up to the window before running it: once a receive comes back short (the
  * queue is drained), it waits for about as long as the arrival rate needs to fill a batch before
@@ -239,6 +244,14 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     return rate > 0 ? room / rate : Number.POSITIVE_INFINITY
   }
 
+  /**
+   * Whether the last receive brought all it asked for without waiting for arrivals (a backlog): then
+   * more receives go out beside the agent's one, each for a full batch, while there are free slots
+   * for one. A receive that comes back short ends them: on a thin queue there is one receive at a
+   * time, so that each brings as much as it can.
+   */
+  let backlog = false
+
   const receive = (maxMessages: number, waitSeconds: number) =>
     queue.receive(options.queueUrl, { maxMessages, waitSeconds }).pipe(Effect.tapError(() => Effect.sync(() => totals.receiveErrors++)))
   const noted = (messages: ReadonlyArray<QueueMessage>) =>
@@ -274,6 +287,28 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       return batch
     })
 
+  /**
+   * A receive beside the agent's one, into a full batch's slots it was given: it runs what it brings
+   * at once and goes on while its receives come back full and a full batch's slots are free. A short
+   * poll: it does not wait for arrivals (on SQS one samples some of the servers, so a small queue
+   * may answer short; that only ends it), and a failure ends it (the agent's receive retries).
+   */
+  const besideReceive: Effect.Effect<void, never, MessageQueue> = Effect.gen(function*() {
+    do {
+      const received = Option.flatten(yield* unlessStopped(Effect.option(receive(batchSize, 0))))
+      const messages = Option.getOrElse(received, () => [])
+      if (Option.isSome(received)) yield* noted(messages)
+      if (messages.length < batchSize) backlog = false
+      yield* Semaphore.release(slots, batchSize - messages.length)
+      if (messages.length > 0) yield* dispatch(messages)
+    } while (backlog && !stopping() && (yield* Semaphore.takeIfAvailable(slots, batchSize)))
+  })
+
+  /** One more receive beside the others, on a backlog, if a full batch's slots are free. */
+  const widen = Effect.suspend(() => backlog && !stopping() ? Semaphore.takeIfAvailable(slots, batchSize) : Effect.succeed(false)).pipe(
+    Effect.flatMap((taken) => taken ? FiberSet.run(workers, besideReceive) : Effect.void)
+  )
+
   /** The next batch, received into the slots that are free; the stream of batches ends once the agent is told to stop. */
   const nextBatch = Effect.gen(function*() {
     if (stopping()) return yield* Cause.done()
@@ -301,6 +336,10 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       if (before > 0) pace = full ? pace * 0.9 : Math.min(2, pace * 1.5)
       drained = !full || (before > 0 && pace >= 0.25)
       if (!drained) pace = 1
+    }
+    if (Option.isSome(received)) {
+      backlog = messages.length >= held.count && !drained
+      yield* widen
     }
     if (windowMillis > 0 && messages.length > 0 && messages.length < batchSize) {
       // a long poll answers as soon as a message arrives: one that came after the window's end started a window of its own
