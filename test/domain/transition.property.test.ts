@@ -3,6 +3,7 @@
  * transition id names exactly one (record id, state) pair. A FIFO chain relies on the second: if
  * two different states of one record hashed alike, SQS would drop the second as a duplicate.
  */
+import { createHash } from "node:crypto"
 import fc from "fast-check"
 import { assert, describe, it } from "vitest"
 import { canonicalJson, transitionId } from "../../src/domain/transition.ts"
@@ -81,6 +82,14 @@ describe("canonicalJson", () => {
 })
 
 describe("transitionId", () => {
+  it("is the SHA-256 of the record id, a NUL and the canonical JSON, in UTF-8, whatever the characters", () => {
+    // ids already sent were made so: three updates of one hash
+    fc.assert(fc.property(fc.string({ unit: "binary" }), fc.jsonValue({ maxDepth: 2 }), (recordId, value) => {
+      const expected = createHash("sha256").update(recordId).update("\u0000").update(canonicalJson(value)).digest("hex")
+      assert.strictEqual(transitionId(recordId, value), expected)
+    }))
+  })
+
   it("is a SHA-256 in hex", () => {
     fc.assert(fc.property(fc.string(), state, (recordId, value) => {
       assert.match(transitionId(recordId, value), /^[0-9a-f]{64}$/)
