@@ -20,6 +20,10 @@
  * With the transition ledger: on moto its DynamoDB requests are counted on the wire, apart from
  * SQS's ("ledger/trans"); on the local queue it is a table in the same SQLite file.
  *
+ * On a backlog the agent has several receives out at once (printed per row). moto's ReceiveMessage
+ * takes no lock, so receives out together now and then get the same message (2 of 500 with ten at
+ * once on 100 messages): a moto row may count a transition or two above 600. ElasticMQ does not.
+ *
  * The latency rows put both consumers on a server far lighter than moto, with the latency a real
  * SQS call has: ElasticMQ (the JVM SQS server, downloaded from Maven Central on first use, see
  * test/support/elasticmq.ts) behind a proxy in a process of its own (bench/latencyProxy.ts) that
@@ -99,6 +103,9 @@ interface AgentTrace {
   readonly receivedPerCall: Array<number>
   /** Receives that asked for fewer than 10 because fewer slots were free. */
   askedForLess: number
+  /** Receives out now, and for each receive how many were out as it went out (itself included): index = that many, value = how many receives. */
+  receivesOut: number
+  readonly outAtOnce: Array<number>
   readonly entriesPerSend: Array<number>
   readonly entriesPerDelete: Array<number>
   /** Time spent in calls, by operation (ms). */
@@ -112,6 +119,8 @@ const newTrace = (): AgentTrace => ({
   requests: {},
   receivedPerCall: [],
   askedForLess: 0,
+  receivesOut: 0,
+  outAtOnce: [],
   entriesPerSend: [],
   entriesPerDelete: [],
   millis: {},
@@ -123,6 +132,8 @@ const resetTrace = (trace: AgentTrace) => {
   clear(trace.requests)
   trace.receivedPerCall.length = 0
   trace.askedForLess = 0
+  trace.receivesOut = 0
+  trace.outAtOnce.length = 0
   trace.entriesPerSend.length = 0
   trace.entriesPerDelete.length = 0
   clear(trace.millis)
@@ -159,7 +170,8 @@ const countingQueue = <E>(below: Layer.Layer<MessageQueue, E>, trace: AgentTrace
         receive: (queueUrl, options) =>
           count("ReceiveMessage", 1).pipe(
             Effect.tap(() => Effect.sync(() => (options?.maxMessages ?? MAX_BATCH) < MAX_BATCH && trace.askedForLess++)),
-            Effect.andThen(timed("receive", inner.receive(queueUrl, options))),
+            Effect.tap(() => Effect.sync(() => (trace.outAtOnce[++trace.receivesOut] = (trace.outAtOnce[trace.receivesOut] ?? 0) + 1))),
+            Effect.andThen(timed("receive", inner.receive(queueUrl, options)).pipe(Effect.ensuring(Effect.sync(() => trace.receivesOut--)))),
             Effect.tap((messages) => Effect.sync(() => (trace.receivedPerCall[messages.length] = (trace.receivedPerCall[messages.length] ?? 0) + 1)))
           ),
         delete: (queueUrl, entries) =>
@@ -513,6 +525,7 @@ const diagnose = (result: Result) => {
     `${result.name}:`,
     `  receives ${receives} answered + ${(result.requests["ReceiveMessage"] ?? 0) - receives} long poll aborted at the stop (${empty} empty, ${full} full, ${trace.askedForLess} asked for < 10 for want of free slots), ${(received / Math.max(1, receives - empty)).toFixed(1)} messages per non-empty receive`,
     `    messages per receive -> receives: ${histogram(trace.receivedPerCall)}`,
+    `    receives out at once (as each went out) -> receives: ${histogram(trace.outAtOnce)}`,
     `  sends ${trace.entriesPerSend.filter((n) => n > 0).length} calls, ${mean(trace.entriesPerSend.filter((n) => n > 0)).toFixed(1)} successors each; deletes ${trace.entriesPerDelete.length} calls, ${mean(trace.entriesPerDelete).toFixed(1)} messages each`,
     `  batches run ${trace.batchSizes.reduce((a, b) => a + (b ?? 0), 0)}, ${(trace.batchSizes.reduce((sum, count, size) => sum + (count ?? 0) * size, 0) / Math.max(1, trace.batchSizes.reduce((a, b) => a + (b ?? 0), 0))).toFixed(1)} messages each; size -> batches: ${histogram(trace.batchSizes)}`,
     `  other requests: ${other.length === 0 ? "none" : other.map(([op, n]) => `${op} ${n}`).join(", ")}`,
