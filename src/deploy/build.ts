@@ -71,6 +71,20 @@ const writeAtomically = (path: string, data: string | Uint8Array) => {
   renameSync(temporary, path)
 }
 
+/** ESM bundles of CommonJS dependencies need a require(). */
+const requireBanner = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
+
+/**
+ * `contents` of a chunk without `requireBanner` when nothing in it uses `require` (esbuild adds
+ * the banner to every file): of the 40 files of the built-in handler, 2 do. Each banner costs a
+ * `createRequire` at load, about 0.2 ms of a cold start.
+ */
+export const withoutUnusedRequire = (contents: Uint8Array): Uint8Array => {
+  const text = new TextDecoder().decode(contents)
+  if (!text.startsWith(requireBanner) || /\brequire\b/.test(text.slice(requireBanner.length))) return contents
+  return new TextEncoder().encode(text.slice(requireBanner.length).replace(/^\n/, ""))
+}
+
 /** How the function's code is bundled; benchmarks bundle their children the same way. */
 export const lambdaBundleOptions: BuildOptions = {
   bundle: true,
@@ -79,8 +93,7 @@ export const lambdaBundleOptions: BuildOptions = {
   format: "esm",
   // sharp is native: it ships beside the bundle, in the zip's node_modules
   external: ["sharp"],
-  // ESM bundles of CommonJS dependencies need a require()
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  banner: { js: requireBanner },
   sourcemap: false,
   minify: true,
   legalComments: "none",
@@ -147,7 +160,7 @@ const bundleContents = async (pipelinePath?: string): Promise<Bundle> => {
     metafile: true
   })
   const files = (result.outputFiles ?? [])
-    .map((file) => ({ name: relative(lambdaDir, file.path).split(sep).join("/"), contents: file.contents }))
+    .map((file) => ({ name: relative(lambdaDir, file.path).split(sep).join("/"), contents: withoutUnusedRequire(file.contents) }))
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
   if (!files.some((file) => file.name === "handler.js")) throw new Error("esbuild wrote no handler.js")
   // the chunks (named by their content) before the handler that imports them
