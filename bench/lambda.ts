@@ -11,7 +11,8 @@
  * - the runtime process's RSS after that first record;
  * - peak RSS (VmHWM) of a 24 MP baseline JPEG of about 17.9 MB (sharp noise, so that it compresses
  *   badly) through the whole chain in one container with the stack's environment, next to bare
- *   sharp on the same file (bench/sharpRss.ts).
+ *   sharp on the same file (bench/sharpRss.ts, as JavaScript, with the function's NODE_OPTIONS and
+ *   malloc settings).
  *
  *   node bench/lambda.ts [--runs 5] [--zip path/to/function-x86_64.zip]
  *
@@ -105,6 +106,7 @@ const environment = {
   // as the stack sets them (infra/template.yaml)
   NODE_OPTIONS: process.env["BENCH_NODE_OPTIONS"] ?? "--expose-gc --max-semi-space-size=2",
   MALLOC_ARENA_MAX: "2",
+  MALLOC_MMAP_THRESHOLD_: "32768",
   AWS_LAMBDA_LOG_FORMAT: "JSON",
   AWS_LAMBDA_LOG_LEVEL: "WARN"
 }
@@ -215,9 +217,15 @@ try {
   await chain.stop()
 }
 const dead = (await sqs.send(new ReceiveMessageCommand({ QueueUrl: dlqUrl, MaxNumberOfMessages: 10, MessageAttributeNames: ["All"] }))).Messages ?? []
+// bare sharp as JavaScript: running the .ts itself would count Node's type stripper (about 16 MB)
+const sharpScript = join(root, "node_modules", ".cache", "sqs-state-pipeline", "sharpRss.mjs")
+await esbuild({ entryPoints: [join(import.meta.dirname, "sharpRss.ts")], outfile: sharpScript, platform: "node", format: "esm", logLevel: "warning" })
 const sharpPeak = JSON.parse(
-  execFileSync(process.execPath, [join(import.meta.dirname, "sharpRss.ts"), bigFile, "200,100"], { encoding: "utf8", env: { ...process.env, MALLOC_ARENA_MAX: "2" } })
-    .trim().split("\n").at(-1)!
+  execFileSync(process.execPath, [sharpScript, bigFile, "200,100"], {
+    encoding: "utf8",
+    // the function's own process settings
+    env: { ...process.env, NODE_OPTIONS: environment.NODE_OPTIONS, MALLOC_ARENA_MAX: environment.MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_: environment.MALLOC_MMAP_THRESHOLD_ }
+  }).trim().split("\n").at(-1)!
 ) as { maxRssMB: number }
 
 sqs.destroy()

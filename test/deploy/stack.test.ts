@@ -255,7 +255,8 @@ describe("npm run deploy on moto", () => {
       PIPELINE_METRICS_NAMESPACE: "sqs-state-pipeline",
       PIPELINE_RUN_AHEAD: "30 seconds",
       NODE_OPTIONS: "--expose-gc --max-semi-space-size=2",
-      MALLOC_ARENA_MAX: "2"
+      MALLOC_ARENA_MAX: "2",
+      MALLOC_MMAP_THRESHOLD_: "32768"
     })
   })
 

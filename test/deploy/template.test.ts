@@ -90,6 +90,7 @@ describe("infra/template.yaml", () => {
     assert.strictEqual(template.Parameters.RunAhead.Default, "30 seconds")
     assert.strictEqual(variables.NODE_OPTIONS, "--expose-gc --max-semi-space-size=2")
     assert.strictEqual(variables.MALLOC_ARENA_MAX, "2")
+    assert.strictEqual(variables.MALLOC_MMAP_THRESHOLD_, "32768")
     assert.deepStrictEqual(variables.IMAGE_SOURCE, { "Fn::If": ["HasImageSource", { Ref: "ImageSource" }, { Ref: "AWS::NoValue" }] })
   })
 
