@@ -23,7 +23,7 @@ import { EngineSettings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { InvocationDeadline } from "../services/InvocationDeadline.ts"
 import { type Claim, type Ending, type Finish, TransitionLedger } from "../services/TransitionLedger.ts"
-import { briefRetry, retryPolicy } from "./retry.ts"
+import { briefRetry, retryOnFailure, retryPolicy } from "./retry.ts"
 import { deleteAll, sendAll } from "./sendAll.ts"
 
 /** What happened to one message. Every outcome but `Failed` is acknowledged. */
@@ -39,6 +39,12 @@ export type Outcome = Data.TaggedEnum<{
 }>
 export const Outcome = Data.taggedEnum<Outcome>()
 
+/** An enum's constructors, taken once: each use of `Data.taggedEnum`'s proxy makes a new function (two a message). */
+const constructorsOf = <T extends object, K extends keyof T>(taggedEnum: T, ...tags: Array<K>): Pick<T, K> =>
+  Object.fromEntries(tags.map((tag) => [tag, taggedEnum[tag]])) as Pick<T, K>
+
+const outcome = constructorsOf(Outcome, "Advanced", "Done", "Duplicate", "DeadLettered", "Failed")
+
 /** What the engine decided for one message before anything is sent. */
 type Decision = Data.TaggedEnum<{
   Next: {
@@ -53,7 +59,7 @@ type Decision = Data.TaggedEnum<{
   DeadLetter: { readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
   Retry: { readonly message: QueueMessage; readonly error: StepFailure; readonly stage: string }
 }>
-const Decision = Data.taggedEnum<Decision>()
+const Decision = constructorsOf(Data.taggedEnum<Decision>(), "Next", "Done", "DeadLetter", "Retry")
 
 /** A place of a chain a message ran through in the same pass (run-ahead), and the mutation that made its state. */
 interface PassedPlace {
@@ -180,6 +186,8 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const runAheadMillis = Duration.toMillis(settings.runAhead)
     const runAhead = runAheadMillis > 0
     const deadline = yield* InvocationDeadline
+    /** When run-ahead must stop for the invocation's deadline. */
+    const lastMoment = Option.getOrElse(deadline, () => Infinity) - DEADLINE_MARGIN_MS
     /** The router's answer for a state reached while running ahead; a router that throws ends the run-ahead. */
     const routeOf = (state: Rec) => {
       try {
@@ -245,7 +253,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       // a mutation that already succeeded has nothing to retry: no schedule to set up
       const next = succeeded(run)
         ? run.value
-        : yield* run.pipe(Effect.retry(debug ? retryLogged(idOf(record), route.name) : retry), atStage(route.name))
+        : yield* run.pipe(retryOnFailure(debug ? retryLogged(idOf(record), route.name) : retry), atStage(route.name))
       const encodedNext = encode(next)
       const encoded = succeeded(encodedNext) ? encodedNext.value : yield* Effect.mapError(encodedNext, (error) =>
         new StageFailure({
@@ -268,7 +276,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       let body = encoded
       let made: { readonly name: string; readonly checkpoint?: boolean | undefined } = route
       const passed: Array<PassedPlace> = []
-      const until = Math.min(startedAt + runAheadMillis, Option.getOrElse(deadline, () => Infinity) - DEADLINE_MARGIN_MS)
+      const until = Math.min(startedAt + runAheadMillis, lastMoment)
       while (runAhead && made.checkpoint !== true && transition.step < settings.maxSteps && (yield* Clock.currentTimeMillis) < until) {
         const answer = routeOf(state)
         if (answer === undefined || answer._tag === "UnknownState") break
@@ -322,13 +330,16 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       }))
 
     const cachedPolicy = redrivePolicies.get(settings.queueUrl)
-    const redrivePolicy: Effect.Effect<RedrivePolicy, QueueError> = cachedPolicy !== undefined
-      ? Effect.succeed(cachedPolicy)
-      : queue.attributes(settings.queueUrl).pipe(
-        Effect.retry(retry),
-        Effect.map(({ deadLetterQueueUrl, maxReceiveCount }) => ({ deadLetterQueueUrl, maxReceiveCount })),
-        Effect.tap((policy) => Effect.sync(() => redrivePolicies.set(settings.queueUrl, policy)))
-      )
+    // built when run (few batches need it), from the cache as it was when the batch began
+    const redrivePolicy: Effect.Effect<RedrivePolicy, QueueError> = Effect.suspend(() =>
+      cachedPolicy !== undefined
+        ? Effect.succeed(cachedPolicy)
+        : queue.attributes(settings.queueUrl).pipe(
+          retryOnFailure(retry),
+          Effect.map(({ deadLetterQueueUrl, maxReceiveCount }) => ({ deadLetterQueueUrl, maxReceiveCount })),
+          Effect.tap((policy) => Effect.sync(() => redrivePolicies.set(settings.queueUrl, policy)))
+        )
+    )
     const deadLetterQueue = Option.isSome(settings.deadLetterQueueUrl)
       ? Effect.succeed(settings.deadLetterQueueUrl)
       : Effect.map(redrivePolicy, (policy) => policy.deadLetterQueueUrl)
@@ -341,11 +352,11 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const claiming = Option.isNone(ledger)
       // Stryker disable next-line StringLiteral: only "Duplicate" is ever asked of a claim
       ? Exit.succeed(messages.map(() => "Won" as const))
-      : yield* Effect.exit(ledger.value.claim(claims).pipe(Effect.retry(retry)))
+      : yield* Effect.exit(ledger.value.claim(claims).pipe(retryOnFailure(retry)))
     if (Exit.isFailure(claiming)) {
       const error = Cause.squash(claiming.cause) as StepFailure
       yield* Effect.logWarning(`transition ledger unavailable (${error.message}); the batch is left for redelivery`)
-      return messages.map((message) => Outcome.Failed({ message, error }))
+      return messages.map((message) => outcome.Failed({ message, error }))
     }
     const claimed = claiming.value
     const toRun: Array<QueueMessage> = []
@@ -358,7 +369,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       yield* Effect.logInfo(`skipped message ${message.messageId}: a copy of step ${claim.step} of chain ${claim.traceId}, which another message holds`).pipe(
         Effect.annotateLogs({ messageId: message.messageId, traceId: claim.traceId, step: claim.step })
       )
-      outcomes.push(Outcome.Duplicate({ message }))
+      outcomes.push(outcome.Duplicate({ message }))
     }
     if (outcomes.length > 0) yield* Metric.update(duplicatesSkipped, outcomes.length)
 
@@ -392,13 +403,13 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           message: decision.message
         }))
       })
-      const results = yield* Effect.exit(ledger.value.claim(passedClaims.map(({ message: _, ...claim }) => claim)).pipe(Effect.retry(retry)))
+      const results = yield* Effect.exit(ledger.value.claim(passedClaims.map(({ message: _, ...claim }) => claim)).pipe(retryOnFailure(retry)))
       if (Exit.isFailure(results)) {
         // not known to be the only lineage past its place: left for redelivery, like an unclaimable batch
         const error = Cause.squash(results.cause) as StepFailure
         for (const decision of passing) {
           stopped.add(decision.message)
-          outcomes.push(Outcome.Failed({ message: decision.message, error }))
+          outcomes.push(outcome.Failed({ message: decision.message, error }))
         }
       } else {
         for (const [index, claim] of passedClaims.entries()) {
@@ -407,7 +418,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           yield* Effect.logInfo(
             `skipped message ${claim.message.messageId}: step ${claim.step} of chain ${claim.traceId}, which it ran ahead to, is held by another message`
           )
-          outcomes.push(Outcome.Duplicate({ message: claim.message }))
+          outcomes.push(outcome.Duplicate({ message: claim.message }))
         }
       }
     }
@@ -420,17 +431,17 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       const error = sendFailures.get(decision.entry.id)
       outcomes.push(
         error === undefined
-          ? Outcome.Advanced({ message: decision.message, mutation: decision.mutation, step: decision.step, transitions: decision.passed.length + 1 })
-          : Outcome.Failed({ message: decision.message, error })
+          ? outcome.Advanced({ message: decision.message, mutation: decision.mutation, step: decision.step, transitions: decision.passed.length + 1 })
+          : outcome.Failed({ message: decision.message, error })
       )
     }
 
     for (const decision of acting) {
       if (decision._tag === "Done") {
         const at = decision.passed.at(-1)?.step ?? claimOf(decision.message).step
-        outcomes.push(Outcome.Done({ message: decision.message, transitions: decision.passed.length, step: at }))
+        outcomes.push(outcome.Done({ message: decision.message, transitions: decision.passed.length, step: at }))
       }
-      if (decision._tag === "Retry") outcomes.push(Outcome.Failed({ message: decision.message, error: decision.error }))
+      if (decision._tag === "Retry") outcomes.push(outcome.Failed({ message: decision.message, error: decision.error }))
     }
 
     const deadLetters = acting.filter((d) => d._tag === "DeadLetter")
@@ -443,7 +454,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           yield* Effect.logError(`cannot dead-letter message ${decision.message.messageId} (${why}); left on the queue`).pipe(
             Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message })
           )
-          outcomes.push(Outcome.Failed({ message: decision.message, error: decision.error }))
+          outcomes.push(outcome.Failed({ message: decision.message, error: decision.error }))
         }
       } else {
         const dlqFifo = isFifo(target.value)
@@ -460,9 +471,9 @@ export const processBatch = <Rec, E extends StepFailure, R>(
             yield* Effect.logWarning(`dead-lettered message ${decision.message.messageId}: ${decision.error._tag}`).pipe(
               Effect.annotateLogs({ messageId: decision.message.messageId, error: decision.error._tag, reason: decision.error.message, step: decision.stage })
             )
-            outcomes.push(Outcome.DeadLettered({ message: decision.message, error: decision.error }))
+            outcomes.push(outcome.DeadLettered({ message: decision.message, error: decision.error }))
           } else {
-            outcomes.push(Outcome.Failed({ message: decision.message, error: failure }))
+            outcomes.push(outcome.Failed({ message: decision.message, error: failure }))
           }
         }
       }
@@ -484,7 +495,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     })
     if (Option.isSome(ledger) && endings.length > 0) {
       yield* ledger.value.finish(endings).pipe(
-        Effect.retry(briefRetry),
+        retryOnFailure(briefRetry),
         Effect.catch((error) => Effect.logWarning(`could not record ${endings.length} endings in the transition ledger: ${error.message}`))
       )
     }

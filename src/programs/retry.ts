@@ -4,6 +4,7 @@
  * last delay is cut short so that the last attempt is made at `duration` at the latest).
  */
 import { Duration, Effect, Schedule } from "effect"
+import { dual } from "effect/Function"
 import { isRetryable, type StepFailure } from "../domain/errors.ts"
 
 const makePolicy = (budget: number): Schedule.Schedule<Duration.Duration, StepFailure> =>
@@ -28,3 +29,25 @@ export const retryPolicy = (duration: Duration.Input): Schedule.Schedule<Duratio
 
 /** For calls that only tidy up (deletes): a failure costs a redelivery, not a record. */
 export const briefRetry = retryPolicy("5 seconds")
+
+/**
+ * `Effect.retry`, with the schedule set up only once `self` has failed: most calls succeed at once,
+ * and setting up a schedule's step costs more than a quick call. The same attempts, delays and
+ * final error: the first failure is handed to the schedule as its first input (a schedule's
+ * elapsed time starts at its first input), then `self` is run again as the schedule says.
+ */
+export const retryOnFailure: {
+  <E, O>(schedule: Schedule.Schedule<O, NoInfer<E>>): <A, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  <A, E, R, O>(self: Effect.Effect<A, E, R>, schedule: Schedule.Schedule<O, NoInfer<E>>): Effect.Effect<A, E, R>
+} = dual(2, <A, E, R, O>(self: Effect.Effect<A, E, R>, schedule: Schedule.Schedule<O, NoInfer<E>>) =>
+  Effect.catchEager(self, (first) => {
+    let replay = true
+    return Effect.retry(
+      Effect.suspend(() => {
+        if (!replay) return self
+        replay = false
+        return Effect.fail(first)
+      }),
+      schedule
+    )
+  }))

@@ -8,7 +8,7 @@ import { Effect, Schedule, Schema } from "effect"
 import type { StepFailure } from "../domain/errors.ts"
 import type { BatchResult, EntryFailure, OutgoingMessage, ReceiptEntry } from "../domain/messages.ts"
 import { MessageQueue, QueueError } from "../services/MessageQueue.ts"
-import { retryPolicy } from "./retry.ts"
+import { retryOnFailure, retryPolicy } from "./retry.ts"
 
 /** Some entries of a batch call failed for a retryable reason: what the retry policy retries. */
 class EntriesPending extends Schema.TaggedError<EntriesPending>()("EntriesPending", {
@@ -47,7 +47,7 @@ export const settleAll = Effect.fnUntraced(function*<Entry extends { readonly id
     })
   )
   yield* attempt.pipe(
-    Effect.retry(retry),
+    retryOnFailure(retry),
     Effect.catch((error) =>
       Effect.sync(() => {
         for (const entry of pending) {
