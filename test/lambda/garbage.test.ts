@@ -69,10 +69,16 @@ describe("scavenging", () => {
     return seen
   }
 
-  it("yields the same chunks, scavenging the young generation every few MB", async () => {
+  it("yields the same chunks, scavenging the young generation every few MB and after the last", async () => {
     const count = (2 * SCAVENGE_EVERY_BYTES) / MB + 1
     assert.deepStrictEqual(await read(scavenging(chunks(count, MB))), await read(chunks(count, MB)))
-    assert.deepStrictEqual(calls, [{ type: "minor" }, { type: "minor" }])
+    assert.deepStrictEqual(calls, [{ type: "minor" }, { type: "minor" }, { type: "minor" }])
+  })
+
+  it("does not scavenge again after a last chunk that ended a stretch", async () => {
+    const count = SCAVENGE_EVERY_BYTES / MB
+    await read(scavenging(chunks(count, MB)))
+    assert.deepStrictEqual(calls, [{ type: "minor" }])
   })
 
   it("yields the same chunks without --expose-gc", async () => {
