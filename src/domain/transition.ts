@@ -32,9 +32,9 @@ const sortedJson = (value: unknown): string =>
       ? Object.fromEntries(Object.keys(inner).sort().map((key) => [key, (inner as Record<string, unknown>)[key]]))
       : inner)
 
-/** Thrown by `plainJson` for a value it leaves to `sortedJson`. */
+/** Thrown by `sortedCopy` for a value it leaves to `sortedJson`. */
 const notPlain = Symbol("notPlain")
-/** Deeper than this is taken for a cycle, which `sortedJson` reports as JSON.stringify does. */
+/** Deeper than this is taken for a cycle, which `sortedJson` reports as it always did. */
 const MAX_DEPTH = 64
 
 /**
@@ -53,57 +53,35 @@ const sortKeys = (keys: Array<string>): Array<string> => {
 }
 
 /**
- * `sortedJson`'s text written directly, without an object rebuilt a level (a hash a transition is
- * on the engine's hot path): for strings, finite and other numbers, booleans, null, arrays and
- * objects of them, and the values JSON leaves out. Anything else, where `sortedJson` might differ
- * (toJSON, class instances, boxed primitives, bigint, keys that are array indices, which an object
- * orders numerically whatever their insertion order), is thrown back to it.
+ * The objects `sortedJson`'s replacer would make, made in one pass before a single plain
+ * `JSON.stringify` (a replacer call a value costs more than the copy): for plain objects, arrays
+ * and what they hold. Anything else, where the two might differ (toJSON, class instances, boxed
+ * primitives, a `__proto__` key, which an assignment would not copy), is thrown back to `sortedJson`.
  */
-const plainJson = (value: unknown, depth: number): string | undefined => {
-  switch (typeof value) {
-    case "string":
-      return JSON.stringify(value)
-    case "number":
-      return Number.isFinite(value) ? String(value) : "null"
-    case "boolean":
-      return value ? "true" : "false"
-    case "undefined":
-    case "function":
-    case "symbol":
-      return undefined
-    case "bigint":
-      throw notPlain
-  }
-  if (value === null) return "null"
+const sortedCopy = (value: unknown, depth: number): unknown => {
+  if (value === null || typeof value !== "object") return value
   if (depth > MAX_DEPTH || typeof (value as { toJSON?: unknown }).toJSON === "function") throw notPlain
-  if (Array.isArray(value)) {
-    let text = "["
-    for (let index = 0; index < value.length; index++) {
-      text += `${index === 0 ? "" : ","}${plainJson(value[index], depth + 1) ?? "null"}`
-    }
-    return `${text}]`
-  }
+  if (Array.isArray(value)) return value.map((item) => sortedCopy(item, depth + 1))
   const prototype = Object.getPrototypeOf(value)
   if (prototype !== Object.prototype && prototype !== null) throw notPlain
-  const keys = sortKeys(Object.keys(value as object))
-  let text = "{"
-  for (const key of keys) {
-    const code = key.charCodeAt(0)
-    if (code >= 48 && code <= 57) throw notPlain // starts with a digit: may be an array index
-    const inner = plainJson((value as Record<string, unknown>)[key], depth + 1)
-    if (inner !== undefined) text += `${text.length === 1 ? "" : ","}${JSON.stringify(key)}:${inner}`
+  const copy: Record<string, unknown> = {}
+  for (const key of sortKeys(Object.keys(value))) {
+    if (key === "__proto__") throw notPlain
+    copy[key] = sortedCopy((value as Record<string, unknown>)[key], depth + 1)
   }
-  return `${text}}`
+  return copy
 }
 
 /** JSON with object keys sorted, so equal states hash equally whatever their key order. */
 export const canonicalJson = (value: unknown): string => {
+  let copy: unknown
   try {
-    return plainJson(value, 0) ?? sortedJson(value)
+    copy = sortedCopy(value, 0)
   } catch (error) {
     if (error === notPlain) return sortedJson(value)
     throw error
   }
+  return JSON.stringify(copy)
 }
 
 /**

@@ -68,7 +68,8 @@ describe("canonicalJson", () => {
     fc.assert(fc.property(fc.oneof(state, anything), (value) => {
       assert.strictEqual(canonicalJson(value), definition(value))
     }))
-    for (const value of [{ 10: 1, 9: 2, a: 1 }, { toJSON: () => ({ z: 1, a: 2 }) }, { b: undefined, a: () => 1 }, [undefined, -0, NaN]]) {
+    const ownProto: unknown = JSON.parse(`{"c":1,"__proto__":{"b":1,"a":2}}`)
+    for (const value of [{ 10: 1, 9: 2, a: 1 }, { toJSON: () => ({ z: 1, a: 2 }) }, { b: undefined, a: () => 1 }, [undefined, -0, NaN], ownProto]) {
       assert.strictEqual(canonicalJson(value), definition(value))
     }
   })
