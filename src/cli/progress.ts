@@ -28,7 +28,12 @@ export const summaryOf = (stats: AgentStats) => ({
   released: stats.released,
   receiveErrors: stats.receiveErrors,
   seconds: Number((stats.elapsedMillis / 1000).toFixed(2)),
-  perSecond: Number(rate(stats).toFixed(1))
+  perSecond: Number(rate(stats).toFixed(1)),
+  // what the Lambda handler's metrics say per step and per dead-letter reason
+  steps: Object.fromEntries(
+    Array.from(stats.steps, ([step, { millis, runs }]) => [step, { runs, averageMillis: Number((millis / Math.max(runs, 1)).toFixed(1)) }])
+  ),
+  deadLetteredBy: Object.fromEntries(stats.deadLetteredBy)
 })
 
 const plural = (count: number, one: string, many: string) => `${count} ${count === 1 ? one : many}`
@@ -39,5 +44,10 @@ export const summaryText = (stats: AgentStats): string => {
     `${plural(s.transitions, "transition", "transitions")} in ${s.seconds} s (${s.perSecond}/s)` +
     (s.duplicates > 0 ? `, ${plural(s.duplicates, "duplicate", "duplicates")} skipped` : "") +
     (s.released > 0 ? `, ${s.released} handed back` : "") +
-    (s.receiveErrors > 0 ? `, ${s.receiveErrors} receive errors` : "")
+    (s.receiveErrors > 0 ? `, ${s.receiveErrors} receive errors` : "") +
+    Object.entries(s.steps).map(([step, { averageMillis, runs }]) => `\n  ${step}: ${plural(runs, "run", "runs")}, ${averageMillis} ms on average`)
+      .join("") +
+    (s.deadLettered > 0 && Object.keys(s.deadLetteredBy).length > 0
+      ? `\n  dead-lettered: ${Object.entries(s.deadLetteredBy).map(([reason, count]) => `${count} ${reason}`).join(", ")}`
+      : "")
 }

@@ -90,6 +90,7 @@ export const summaryText = (outcome: DemoOutcome, traceable?: string): string =>
       `  ${letter.body}  ${letter.reason}` + (letter.errorMessage === undefined ? "" : `: ${letter.errorMessage}`)
     ),
     `time:                ${summary.seconds} s (${summary.transitions} transitions)`,
+    ...Object.entries(summary.steps).map(([step, { averageMillis, runs }]) => `  ${step.padEnd(18)} ${runs} runs, ${averageMillis} ms on average`),
     `thumbnails made:     ${outcome.made} (${(outcome.made / Math.max(summary.seconds, 0.001)).toFixed(1)}/s)`,
     `thumbnails on disk:  ${outcome.outputAt}`,
     "",

@@ -11,39 +11,11 @@
  * - per dead-letter reason (dimensions `Pipeline`, `Reason`): `DeadLettered` (Count).
  */
 import { Config, Context, Effect, Layer, Option } from "effect"
-import type { AnyPipeline, Route } from "../domain/Pipeline.ts"
 import type { OutcomeCounts } from "../services/BatchRunner.ts"
 import { setting } from "../services/settings.ts"
 
-/** How long each step's runs took in one batch, by mutation name (milliseconds). */
-export class StepTimings extends Context.Service<StepTimings, Map<string, Array<number>>>()("pipeline/lambda/StepTimings") {}
-
-/**
- * `pipeline`, each of its mutations timed into the batch's `StepTimings` when there is one (a
- * retried run counts once per attempt). The engine is unchanged: this wraps what the router returns.
- */
-export const timedPipeline = (pipeline: AnyPipeline): AnyPipeline => ({
-  ...pipeline,
-  router: (record: unknown) => {
-    const route = pipeline.router(record) as Route<unknown, never, never>
-    if (route._tag !== "Mutation") return route
-    return {
-      ...route,
-      run: (input: unknown) =>
-        Effect.serviceOption(StepTimings).pipe(Effect.flatMap((timings) => {
-          if (Option.isNone(timings)) return route.run(input)
-          const started = performance.now()
-          return route.run(input).pipe(Effect.ensuring(Effect.sync(() => {
-            const runs = timings.value.get(route.name) ?? []
-            runs.push(performance.now() - started)
-            timings.value.set(route.name, runs)
-          })))
-        }))
-    }
-  }
-})
-
-export interface BatchFigures {
+/** A batch's figures as its EMF lines say them. */
+export interface BatchMetrics {
   readonly pipeline: string
   readonly records: number
   readonly counts: OutcomeCounts
@@ -77,7 +49,7 @@ const document = (
   })
 
 /** The batch's EMF lines: one for the batch, one per step run, one per dead-letter reason. */
-export const emfLines = (namespace: string, timestamp: number, figures: BatchFigures): Array<string> => {
+export const emfLines = (namespace: string, timestamp: number, figures: BatchMetrics): Array<string> => {
   const { counts } = figures
   const pipeline = { Pipeline: figures.pipeline }
   return [

@@ -15,8 +15,9 @@ import { Config, Effect, Layer, ManagedRuntime, Option, Schema } from "effect"
 import { type BatchResponse, batchResponse, HandlerEvent, messagesOf } from "../domain/sqsEvent.ts"
 import { acknowledge, failedMessageIds, type Outcome, processBatch } from "../programs/engine.ts"
 import { countOutcomes } from "../programs/inProcessRunner.ts"
+import { batchFigures, deadLetteredByReason, StepTimings, timedPipeline } from "../programs/stepFigures.ts"
 import { isPipeline, type RuntimeServices } from "../domain/Pipeline.ts"
-import type { OutcomeCounts } from "../services/BatchRunner.ts"
+import type { BatchFigures, OutcomeCounts } from "../services/BatchRunner.ts"
 import { CurrentPipeline } from "../services/CurrentPipeline.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
 import { InvocationDeadline } from "../services/InvocationDeadline.ts"
@@ -25,10 +26,10 @@ import { ObjectStore } from "../services/ObjectStore.ts"
 import { settingProblem } from "../services/settings.ts"
 import { TransitionLedger } from "../services/TransitionLedger.ts"
 import { lambdaLoggingLayer, MAX_LOGGED_TEXT, scrub } from "./logging.ts"
-import { emfLines, MetricsSink, StepTimings, timedPipeline } from "./metrics.ts"
+import { emfLines, MetricsSink } from "./metrics.ts"
 
-/** The handler's answer: the batch response, and how the messages ended. */
-export type HandlerResponse = BatchResponse & { readonly outcomes: OutcomeCounts }
+/** The handler's answer: the batch response, how the messages ended, and what the steps did. */
+export type HandlerResponse = BatchResponse & { readonly outcomes: OutcomeCounts; readonly figures: BatchFigures }
 
 /** The services a handler runs on. */
 export type HandlerServices = CurrentPipeline | MessageQueue | EngineSettings | RuntimeServices
@@ -47,7 +48,7 @@ export const handleEvent = Effect.fn("handleEvent")(function*(event: unknown) {
   const started = performance.now()
   const messages = messagesOf(decoded)
   // the pipeline's own services are erased from its type: its layer is part of this runtime's
-  const outcomes = yield* (processBatch(Option.isSome(metrics) ? timedPipeline(pipeline) : pipeline)(messages) as Effect.Effect<
+  const outcomes = yield* (processBatch(timedPipeline(pipeline))(messages) as Effect.Effect<
     ReadonlyArray<Outcome>,
     QueueError,
     MessageQueue | EngineSettings
@@ -55,20 +56,16 @@ export const handleEvent = Effect.fn("handleEvent")(function*(event: unknown) {
   if (!("Records" in decoded)) yield* acknowledge((yield* EngineSettings).queueUrl, outcomes)
   const counts = countOutcomes(outcomes)
   if (Option.isSome(metrics)) {
-    const deadLetteredBy = new Map<string, number>()
-    for (const outcome of outcomes) {
-      if (outcome._tag === "DeadLettered") deadLetteredBy.set(outcome.error._tag, (deadLetteredBy.get(outcome.error._tag) ?? 0) + 1)
-    }
     metrics.value.write(emfLines(metrics.value.namespace, Date.now(), {
       pipeline: pipeline.name,
       records: messages.length,
       counts,
-      deadLetteredBy,
+      deadLetteredBy: deadLetteredByReason(outcomes),
       steps: timings,
       batchMillis: performance.now() - started
     }))
   }
-  return { ...batchResponse(failedMessageIds(outcomes)), outcomes: counts } satisfies HandlerResponse
+  return { ...batchResponse(failedMessageIds(outcomes)), outcomes: counts, figures: batchFigures(timings, outcomes) } satisfies HandlerResponse
 })
 
 /**

@@ -23,7 +23,7 @@ import { isRetryable } from "../domain/errors.ts"
 import { MAX_BATCH, type QueueMessage } from "../domain/messages.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { setting } from "../services/settings.ts"
-import { BatchRunner } from "../services/BatchRunner.ts"
+import { type BatchResult, BatchRunner } from "../services/BatchRunner.ts"
 import { briefRetry } from "./retry.ts"
 import { deleteAll } from "./sendAll.ts"
 
@@ -82,6 +82,15 @@ export interface AgentStats {
   readonly released: number
   readonly receiveErrors: number
   readonly elapsedMillis: number
+  /** Each step's runs and their milliseconds in all, as the runner reports them (the handler's metrics say the same). */
+  readonly steps: ReadonlyMap<string, StepTotals>
+  /** Dead letters by reason (the error's tag). */
+  readonly deadLetteredBy: ReadonlyMap<string, number>
+}
+
+export interface StepTotals {
+  readonly runs: number
+  readonly millis: number
 }
 
 /** Waiting for a queue that cannot be reached: 0.2 s doubling to 30 s, ±20% jitter so that agents spread out. */
@@ -118,7 +127,14 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     released: 0,
     receiveErrors: 0
   }
-  const stats = Effect.map(Clock.currentTimeMillis, (now): AgentStats => ({ ...totals, elapsedMillis: now - startedAt }))
+  const steps = new Map<string, StepTotals>()
+  const deadLetteredBy = new Map<string, number>()
+  const stats = Effect.map(Clock.currentTimeMillis, (now): AgentStats => ({
+    ...totals,
+    elapsedMillis: now - startedAt,
+    steps: new Map(steps),
+    deadLetteredBy: new Map(deadLetteredBy)
+  }))
   // read synchronously, so a stop that lands as a receive answers is seen before its messages start
   const stopping = () => Deferred.isDoneUnsafe(options.stop)
   /** Runs `effect` unless the agent is told to stop first; a long poll in progress is abandoned (its request aborted). */
@@ -165,7 +181,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       const result = yield* runner.run(messages).pipe(
         Effect.catch((error) =>
           Effect.logError(`batch of ${messages.length} failed as a whole: ${error.message}`).pipe(
-            Effect.as({ failed: new Set(messages.map((message) => message.messageId)), outcomes: Option.none() })
+            Effect.as<BatchResult>({ failed: new Set(messages.map((message) => message.messageId)), outcomes: Option.none() })
           )
         )
       )
@@ -187,6 +203,13 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       totals.done += outcomes.done
       totals.deadLettered += outcomes.deadLettered
       totals.duplicates += outcomes.duplicates
+      for (const [step, figure] of Object.entries(result.figures?.steps ?? {})) {
+        const sum = steps.get(step) ?? { runs: 0, millis: 0 }
+        steps.set(step, { runs: sum.runs + figure.runs, millis: sum.millis + figure.millis })
+      }
+      for (const [reason, count] of Object.entries(result.figures?.deadLetteredBy ?? {})) {
+        deadLetteredBy.set(reason, (deadLetteredBy.get(reason) ?? 0) + count)
+      }
     }).pipe(Effect.ensuring(freeSlots))
   }
 

@@ -8,6 +8,7 @@ import { BatchRunner, BatchRunnerError, type OutcomeCounts } from "../services/B
 import type { EngineSettings } from "../services/EngineSettings.ts"
 import type { MessageQueue, QueueError } from "../services/MessageQueue.ts"
 import { failedMessageIds, type Outcome, processBatch } from "./engine.ts"
+import { batchFigures, StepTimings, timedPipeline } from "./stepFigures.ts"
 
 /**
  * How many messages of a batch ended each way (`Failed` ones are handed back for a retry);
@@ -34,17 +35,25 @@ export const inProcessRunner = (pipeline: AnyPipeline): Layer.Layer<BatchRunner,
     Effect.gen(function*() {
       // the pipeline's own services are erased from its type (AnyPipeline): they are in this context
       const context = yield* Effect.context<MessageQueue | EngineSettings>()
-      const process = processBatch(pipeline) as (
+      // each step timed, for the agent's summary (what the Lambda handler's metrics say)
+      const process = processBatch(timedPipeline(pipeline)) as (
         messages: Parameters<ReturnType<typeof processBatch>>[0]
       ) => Effect.Effect<ReadonlyArray<Outcome>, QueueError, MessageQueue | EngineSettings>
       return BatchRunner.of({
-        run: (messages) =>
-          process(messages).pipe(
-            Effect.map((outcomes) => ({ failed: new Set(failedMessageIds(outcomes)), outcomes: Option.some(countOutcomes(outcomes)) })),
+        run: (messages) => {
+          const timings: StepTimings["Service"] = new Map()
+          return process(messages).pipe(
+            Effect.provideService(StepTimings, timings),
+            Effect.map((outcomes) => ({
+              failed: new Set(failedMessageIds(outcomes)),
+              outcomes: Option.some(countOutcomes(outcomes)),
+              figures: batchFigures(timings, outcomes)
+            })),
             Effect.mapError((error) => new BatchRunnerError({ message: error.message, cause: error })),
             Effect.catchDefect((cause) => Effect.fail(new BatchRunnerError({ message: `the handler died: ${String(cause)}`, cause }))),
             Effect.provideContext(context)
           )
+        }
       })
     })
   )

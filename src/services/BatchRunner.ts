@@ -28,11 +28,23 @@ export const OutcomeCounts = Schema.Struct({
 })
 export type OutcomeCounts = typeof OutcomeCounts.Type
 
+/**
+ * What the batch's steps did: each mutation's runs and their milliseconds in all, and the dead
+ * letters by reason. The handler returns it as `figures`; its EMF lines say the same.
+ */
+export const BatchFigures = Schema.Struct({
+  steps: Schema.Record(Schema.String, Schema.Struct({ runs: Count, millis: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)) })),
+  deadLetteredBy: Schema.Record(Schema.String, Count)
+})
+export type BatchFigures = typeof BatchFigures.Type
+
 export interface BatchResult {
   /** The ids of the messages that failed (left for redelivery). */
   readonly failed: ReadonlySet<string>
   /** How the messages ended; none when the runner cannot tell (a deployed function that does not report it). */
   readonly outcomes: Option.Option<OutcomeCounts>
+  /** What the steps did; absent when the runner cannot tell. */
+  readonly figures?: BatchFigures | undefined
 }
 
 export class BatchRunner extends Context.Service<BatchRunner, {

@@ -8,7 +8,7 @@ import { ConfigProvider, Effect } from "effect"
 import { afterAll, afterEach } from "vitest"
 import { initialTransition, toAttributes } from "../../src/domain/transition.ts"
 import { backendsFor } from "../../src/cli/layers.ts"
-import { progressLine, summaryText } from "../../src/cli/progress.ts"
+import { progressLine, summaryOf as summaryData, summaryText } from "../../src/cli/progress.ts"
 import type { AgentStats } from "../../src/programs/agent.ts"
 import { EngineSettings } from "../../src/services/EngineSettings.ts"
 import { MessageQueue } from "../../src/services/MessageQueue.ts"
@@ -42,7 +42,12 @@ describe("the agent's summary", { timeout: 60_000 }, () => {
     await sendRaw(backend.env, [`{"id":"a"}`, `{"id":"b","greeting":5}`])
     const result = await runCli(["agent", "--pipeline", "greeting", "--until-empty", "--wait-seconds", "1"], backend.env)
     assert.strictEqual(result.code, 0, result.stderr)
-    const { seconds: _seconds, perSecond: _perSecond, ...counts } = summaryOf(result.stderr)
+    const { deadLetteredBy, perSecond: _perSecond, seconds: _seconds, steps, ...counts } = summaryOf(result.stderr) as unknown as ReturnType<typeof summaryData>
+    // each step's runs (the figures the Lambda handler's metrics carry), and the dead letters by reason
+    assert.deepStrictEqual(Object.keys(steps), ["createGreeting", "createName"])
+    assert.deepStrictEqual([steps["createGreeting"]!.runs, steps["createName"]!.runs], [1, 1])
+    assert.isAtLeast(steps["createGreeting"]!.averageMillis, 0)
+    assert.deepStrictEqual(deadLetteredBy, { SchemaViolation: 1 })
     assert.deepStrictEqual(counts, {
       done: 1,
       deadLettered: 1,
@@ -88,7 +93,9 @@ describe("the agent's summary and progress line on a terminal", () => {
     inFlight: 3,
     released: 0,
     receiveErrors: 0,
-    elapsedMillis: 2000
+    elapsedMillis: 2000,
+    steps: new Map(),
+    deadLetteredBy: new Map()
   }
 
   it("say the same counts as the data summary, transitions per second", () => {
@@ -100,6 +107,17 @@ describe("the agent's summary and progress line on a terminal", () => {
     assert.strictEqual(
       summaryText({ ...stats, done: 2, advanced: 1, duplicates: 0, released: 4, receiveErrors: 1 }),
       "agent: 2 records done, 2 dead-lettered, 2 retried; 1 transition in 2 s (0.5/s), 4 handed back, 1 receive errors"
+    )
+    const figures = {
+      steps: new Map([["download", { runs: 4, millis: 130 }], ["thumbnail_200", { runs: 3, millis: 61.5 }]]),
+      deadLetteredBy: new Map([["CorruptImage", 1], ["ImageNotFound", 1]])
+    }
+    assert.strictEqual(
+      summaryText({ ...stats, ...figures }),
+      "agent: 1 record done, 2 dead-lettered, 2 retried; 6 transitions in 2 s (3/s), 1 duplicate skipped\n" +
+        "  download: 4 runs, 32.5 ms on average\n" +
+        "  thumbnail_200: 3 runs, 20.5 ms on average\n" +
+        "  dead-lettered: 1 CorruptImage, 1 ImageNotFound"
     )
   })
 })

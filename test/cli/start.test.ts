@@ -36,6 +36,9 @@ describe("npm start", { timeout: 120_000 }, () => {
     assert.include(first.stdout, "dead-letter queue:   1")
     assert.match(first.stdout, /"stock_no":"STK000004".*CorruptImage/)
     assert.include(first.stdout, "thumbnails made:     10")
+    // each step's runs: 6 downloads; 7 of the 200 px, the corrupt image's tried once running
+    // ahead and once more in a pass of its own, which dead-letters it; 5 of the 100 px
+    assert.match(first.stdout, /\n {2}download +6 runs, [0-9.]+ ms on average\n {2}thumbnail_200 +7 runs, .*\n {2}thumbnail_100 +5 runs, /)
     assert.include(first.stdout, join(dataDir, "bucket", "thumbnails"))
     assert.strictEqual(readdirSync(join(dataDir, "bucket", "thumbnails", "100")).length, 5)
     // the last next command traces the broken image's record, and works as written

@@ -104,7 +104,11 @@ describe("the built zip under the Lambda runtime interface emulator and aws-lamb
   it("answers an empty Records with no failures", async () => {
     const { status, body } = await container.invoke({ Records: [] })
     assert.strictEqual(status, 200)
-    assert.deepStrictEqual(body, { batchItemFailures: [], outcomes: { advanced: 0, done: 0, deadLettered: 0, retried: 0, duplicates: 0 } })
+    assert.deepStrictEqual(body, {
+      batchItemFailures: [],
+      outcomes: { advanced: 0, done: 0, deadLettered: 0, retried: 0, duplicates: 0 },
+      figures: { steps: {}, deadLetteredBy: {} }
+    })
   })
 
   it("moves a chain to done through moto's SQS; the dead-letter warning is a WARN line, info lines are filtered, nothing encoded twice", async () => {
@@ -145,7 +149,11 @@ describe("the built zip under the Lambda runtime interface emulator and aws-lamb
   it("takes AWS's sample SQS event: bodies that are not records are dead-lettered with their reason, no receipt handle logged", async () => {
     const { status, body, logs } = await container.invoke(awsSampleEvent)
     assert.strictEqual(status, 200, JSON.stringify(body))
-    assert.deepStrictEqual(body, { batchItemFailures: [], outcomes: { advanced: 0, done: 0, deadLettered: 2, retried: 0, duplicates: 0 } })
+    assert.deepStrictEqual(body, {
+      batchItemFailures: [],
+      outcomes: { advanced: 0, done: 0, deadLettered: 2, retried: 0, duplicates: 0 },
+      figures: { steps: {}, deadLetteredBy: { MalformedBody: 2 } }
+    })
     const dead = await receive(queue.dlqUrl!)
     assert.sameMembers(dead.map((m) => m.MessageAttributes?.["error.tag"]?.StringValue), ["MalformedBody", "MalformedBody"])
     assert.lengthOf(jsonLines(logs).filter((line) => line.level === "WARN"), 2)

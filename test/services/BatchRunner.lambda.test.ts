@@ -159,12 +159,17 @@ describe("BatchRunner.layerLambda", () => {
       for (const _ of answers) assert.strictEqual((yield* runOn(batch)).failed.size, 0)
     }))
 
-  it.live("outcomes next to the failures are read when they add up to the batch, and ignored otherwise", () =>
+  it.live("outcomes and figures next to the failures are read when they add up to the batch, and ignored otherwise", () =>
     Effect.gen(function*() {
       const outcomes = { advanced: 1, done: 1, deadLettered: 0, retried: 1, duplicates: 0 }
+      // one message ran ahead three steps, another three steps to done
+      const ranAhead = { advanced: 6, done: 1, deadLettered: 0, retried: 1, duplicates: 0 }
+      const figures = { steps: { greet: { runs: 2, millis: 1.5 } }, deadLetteredBy: { MalformedBody: 1 } }
       const answers = [
-        { batchItemFailures: [{ itemIdentifier: "m3" }], outcomes },
+        { batchItemFailures: [{ itemIdentifier: "m3" }], outcomes, figures },
+        { batchItemFailures: [], outcomes: ranAhead },
         { batchItemFailures: [], outcomes: { ...outcomes, done: 5 } },
+        { batchItemFailures: [], outcomes: { ...outcomes, advanced: 0 }, figures: { steps: { greet: { runs: -1, millis: 0 } }, deadLetteredBy: {} } },
         { batchItemFailures: [], outcomes: { advanced: "3" } }
       ]
       let next = 0
@@ -172,7 +177,12 @@ describe("BatchRunner.layerLambda", () => {
       const counted = yield* runOn(batch)
       assert.deepStrictEqual([...counted.failed], ["m3"])
       assert.deepStrictEqual(counted.outcomes, Option.some(outcomes))
+      assert.deepStrictEqual(counted.figures, figures)
+      assert.deepStrictEqual((yield* runOn(batch)).outcomes, Option.some(ranAhead))
       assert.isTrue(Option.isNone((yield* runOn(batch)).outcomes), "5 done in a batch of 3")
+      const short = yield* runOn(batch)
+      assert.isTrue(Option.isNone(short.outcomes), "a message neither ended nor advanced")
+      assert.isUndefined(short.figures, "not figures")
       assert.isTrue(Option.isNone((yield* runOn(batch)).outcomes), "not counts")
     }))
 

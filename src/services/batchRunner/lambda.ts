@@ -10,6 +10,7 @@
  *   and an identifier that is empty or names no message of the batch fails the whole batch.
  * - `outcomes` next to them (what this project's handler returns) says how the messages ended;
  *   a function that does not return it, or counts that do not add up to the batch, leave them unknown.
+ *   `figures` says what the steps did (runs and milliseconds a step, dead letters by reason).
  *
  * Region, endpoint and credentials come from the SDK's own conventions (AWS_REGION,
  * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_LAMBDA, the default credential chain).
@@ -18,7 +19,7 @@ import { InvokeCommand, LambdaClient } from "@aws-sdk/client-lambda"
 import { Duration, Effect, Option, Result, Schema } from "effect"
 import { BatchResponse, toSqsEvent } from "../../domain/sqsEvent.ts"
 import { awsErrorMessage } from "../awsSdk.ts"
-import { BatchRunner, BatchRunnerError, OutcomeCounts } from "../BatchRunner.ts"
+import { BatchFigures, BatchRunner, BatchRunnerError, OutcomeCounts } from "../BatchRunner.ts"
 
 export interface LambdaRunnerOptions {
   /** How long to wait for one invocation's answer; default 15 min 30 s (Lambda's maximum run time and a margin). */
@@ -41,6 +42,17 @@ const parseJson = Schema.decodeUnknownOption(Schema.fromJsonString(Schema.Unknow
 const decodeFunctionError = Schema.decodeUnknownOption(Schema.fromJsonString(FunctionErrorPayload))
 const decodeBatchResponse = Schema.decodeUnknownOption(BatchResponse)
 const decodeOutcomes = Schema.decodeUnknownOption(Schema.Struct({ outcomes: OutcomeCounts }))
+const decodeFigures = Schema.decodeUnknownOption(Schema.Struct({ figures: BatchFigures }))
+
+/**
+ * Counts that can be this batch's: every message ended one way (done, dead-lettered, retried,
+ * skipped) or advanced at least one step (several when it ran ahead; a record done after running
+ * ahead counts its steps as advanced too).
+ */
+const addsUp = (outcomes: OutcomeCounts, messages: number) => {
+  const ended = outcomes.done + outcomes.deadLettered + outcomes.retried + outcomes.duplicates
+  return ended <= messages && outcomes.advanced >= messages - ended
+}
 
 const excerpt = (text: string) => (text.length > 200 ? `${text.slice(0, 200)}…` : text)
 
@@ -106,10 +118,9 @@ export const make = (functionName: string, options: LambdaRunnerOptions = {}) =>
         failed.add(item.itemIdentifier)
       }
       const outcomes = Option.filterMap(decodeOutcomes(json.value), ({ outcomes }) =>
-        outcomes.advanced + outcomes.done + outcomes.deadLettered + outcomes.retried + outcomes.duplicates === messages.length
-          ? Result.succeed(outcomes)
-          : Result.failVoid)
-      return { failed: failed as ReadonlySet<string>, outcomes }
+        addsUp(outcomes, messages.length) ? Result.succeed(outcomes) : Result.failVoid)
+      const figures = Option.getOrUndefined(Option.map(decodeFigures(json.value), ({ figures }) => figures))
+      return { failed: failed as ReadonlySet<string>, outcomes, figures }
     })
   })
 })
