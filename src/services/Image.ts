@@ -16,7 +16,7 @@
  *   orientation-6 24 MP JPEG); no rotate-before-resize, no extract;
  * - a pixel limit, checked from the header before any pixel is decoded, rejects decompression
  *   bombs and images too large for the memory (`THUMBNAIL_MAX_PIXELS`, default 25 MP: a baseline
- *   24 MP JPEG peaks at about 121 MB through the Lambda handler, 30 MP at about 129 MB);
+ *   24 MP JPEG peaks at about 107-117 MB through the Lambda handler under RIE, 30 MP at about 115 MB);
  * - progressive JPEGs (and interlaced PNGs) cannot be decoded at reduced size: libjpeg keeps the
  *   DCT coefficients of the whole image, about 3 bytes a pixel, so a progressive 24 MP JPEG needs
  *   about 141 MB in bare sharp and 180 MB through the handler. They have their own, lower limit
