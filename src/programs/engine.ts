@@ -83,9 +83,12 @@ const atStage = (stage: string) => <A, E extends StepFailure, R>(effect: Effect.
     })
   )
 
-/** An effect that is a successful Exit already (`Effect.succeed(...)` is one): its value is known without running it. */
+/** An effect that is an Exit already (`Effect.succeed(...)`, `Effect.fail(...)` are): its outcome is known without running it. */
+const settled = <A, E, R>(effect: Effect.Effect<A, E, R>): effect is Exit.Exit<A, E> => Exit.isExit(effect)
+
+/** An effect that is a successful Exit already: its value is known without running it. */
 const succeeded = <A, E, R>(effect: Effect.Effect<A, E, R>): effect is Exit.Success<A, E> =>
-  Exit.isExit(effect) && effect._tag === "Success"
+  settled(effect) && effect._tag === "Success"
 
 const MAX_ATTRIBUTE_TEXT = 1024
 const attributeText = (text: string) =>
@@ -306,28 +309,31 @@ export const processBatch = <Rec, E extends StepFailure, R>(
         }
       }
 
-      const entry: OutgoingMessage = {
-        id: `m${index}`,
-        body: JSON.stringify(body),
-        attributes: {
-          ...toAttributes(transition),
-          // for the ledger's history: the mutation always; the record id once a chain, on its first
-          // successor when its first message did not name it (the producer's do) and it ran no place ahead
-          [Attribute.mutation]: made.name,
-          ...(current.step > 0 || passed.length > 0 || message.attributes[Attribute.recordId] !== undefined || recordId === "" ? {} : { [Attribute.recordId]: recordId })
-        },
-        ...(fifo ? fifoFields(recordId, transition) : {})
+      // built in place, not spread together: this runs once a message
+      const attributes = toAttributes(transition)
+      // for the ledger's history: the mutation always; the record id once a chain, on its first
+      // successor when its first message did not name it (the producer's do) and it ran no place ahead
+      attributes[Attribute.mutation] = made.name
+      if (current.step === 0 && passed.length === 0 && message.attributes[Attribute.recordId] === undefined && recordId !== "") {
+        attributes[Attribute.recordId] = recordId
       }
+      const id = `m${index}`
+      const text = JSON.stringify(body)
+      const entry: OutgoingMessage = fifo ? { id, body: text, attributes, ...fifoFields(recordId, transition) } : { id, body: text, attributes }
       return Decision.Next({ message, mutation: made.name, entry, step: transition.step, passed })
-    }, (effect, message) =>
-      Effect.matchCauseEager(effect, {
-        onSuccess: (decision): Decision => decision,
-        onFailure: (cause): Decision => {
-          const failure = Cause.findErrorOption(cause)
-          const { error, stage } = Option.isSome(failure) ? failure.value : { error: Defect.fromCause(cause), stage: "decode" }
-          return isRetryable(error) ? Decision.Retry({ message, error, stage }) : Decision.DeadLetter({ message, error, stage })
-        }
-      }))
+    })
+    /** A message whose deciding failed: retried later or dead-lettered, by its error. */
+    const failed = (message: QueueMessage, cause: Cause.Cause<StageFailure>): Decision => {
+      const failure = Cause.findErrorOption(cause)
+      const { error, stage } = Option.isSome(failure) ? failure.value : { error: Defect.fromCause(cause), stage: "decode" }
+      return isRetryable(error) ? Decision.Retry({ message, error, stage }) : Decision.DeadLetter({ message, error, stage })
+    }
+    // an Exit read at once (not through a pipeable, which spreads its arguments a call)
+    const decideOrFail = (message: QueueMessage, index: number): Effect.Effect<Decision, never, R> => {
+      const decision = decide(message, index)
+      if (settled(decision)) return Exit.succeed(Exit.isSuccess(decision) ? decision.value : failed(message, decision.cause))
+      return Effect.matchCause(decision, { onSuccess: (value) => value, onFailure: (cause) => failed(message, cause) })
+    }
 
     const cachedPolicy = redrivePolicies.get(settings.queueUrl)
     // built when run (few batches need it), from the cache as it was when the batch began
@@ -373,7 +379,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     }
     if (outcomes.length > 0) yield* Metric.update(duplicatesSkipped, outcomes.length)
 
-    const decided = yield* Effect.forEach(toRun, decide, { concurrency: settings.concurrency })
+    const decided = yield* Effect.forEach(toRun, decideOrFail, { concurrency: settings.concurrency })
     // on its last allowed receive a failing message is dead-lettered here, with its reason, rather
     // than moved by the queue's redrive with none
     const maxReceiveCount = decided.some((d) => d._tag === "Retry")
