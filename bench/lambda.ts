@@ -6,7 +6,8 @@
  * - cold start doing real work: a fresh container's first invocation, one thumbnail record's
  *   download step (read the image, store it raw, send the next state), from the invoke to the
  *   answer (init included), for our function and for a handler bundled from the bare AWS SDK doing
- *   the same reads, PutObject and SendMessage;
+ *   the same reads, PutObject and SendMessage; with the CPU time the runtime process used by then,
+ *   which a busy machine distorts less than the wall clock;
  * - init alone (a fresh container's empty batch less a warm one) for both and an empty handler;
  * - the runtime process's RSS after that first record;
  * - peak RSS (VmHWM) of a 24 MP baseline JPEG of about 17.9 MB (sharp noise, so that it compresses
@@ -122,14 +123,19 @@ const event = (bodies: ReadonlyArray<string>) => ({
   }))
 })
 
-/** The runtime (the emulator's child node process): its RSS now and its peak, in MB. */
+/**
+ * The runtime (the emulator's child node process): its RSS now and its peak, in MB, and the CPU
+ * time it has used (user and system, ms), which a busy machine distorts less than the wall clock.
+ */
 const memory = (container: LambdaContainer) => {
   for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, "utf8")
       if (Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]) !== container.pid) continue
       const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0)
-      return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 }
+      // utime and stime, fields 14 and 15, in clock ticks (100 a second on Linux)
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+      return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024, cpuMillis: (Number(stat[11]) + Number(stat[12])) * 10 }
     } catch {
       // gone meanwhile
     }
@@ -167,16 +173,18 @@ const subjects: ReadonlyArray<Subject> = [
   { name: "empty", taskRoot: empty, handler: "index.handler", work: false }
 ]
 
-const results = new Map<string, { cold: Array<number>; init: Array<number>; rssAfter: Array<number> }>()
+const results = new Map<string, { cold: Array<number>; cpu: Array<number>; init: Array<number>; rssAfter: Array<number> }>()
 for (let run = 0; run < runs; run++) {
   for (const subject of subjects) {
-    const result = results.get(subject.name) ?? { cold: [], init: [], rssAfter: [] }
+    const result = results.get(subject.name) ?? { cold: [], cpu: [], init: [], rssAfter: [] }
     results.set(subject.name, result)
     if (subject.work) {
       const container = await startContainer({ taskRoot: subject.taskRoot, handler: subject.handler, environment })
       try {
         result.cold.push(await timed(container, event([`{"stock_no":"STK000001"}`])))
-        result.rssAfter.push(memory(container).rss)
+        const after = memory(container)
+        result.rssAfter.push(after.rss)
+        result.cpu.push(after.cpuMillis)
       } finally {
         await container.stop()
       }
@@ -236,10 +244,16 @@ rmSync(work, { recursive: true, force: true })
 console.log(`under aws-lambda-rie + aws-lambda-ric (Node ${process.versions.node}), medians of ${runs} fresh containers`)
 const row = (name: string) => results.get(name)!
 for (const name of ["ours", "bare SDK"]) {
-  console.log(`${name.padEnd(9)} cold start, one record's download step: ${ms(median(row(name).cold))}; init alone ${ms(median(row(name).init))}; RSS after the first record ${median(row(name).rssAfter).toFixed(1)} MB`)
+  console.log(
+    `${name.padEnd(9)} cold start, one record's download step: ${ms(median(row(name).cold))} (runtime CPU ${ms(median(row(name).cpu))}); ` +
+      `init alone ${ms(median(row(name).init))}; RSS after the first record ${median(row(name).rssAfter).toFixed(1)} MB`
+  )
 }
 console.log(`empty     init alone ${ms(median(row("empty").init))}`)
-console.log(`cold start ours / bare SDK: ${(median(row("ours").cold) / median(row("bare SDK").cold)).toFixed(2)}x`)
+console.log(
+  `cold start ours / bare SDK: ${(median(row("ours").cold) / median(row("bare SDK").cold)).toFixed(2)}x ` +
+    `(runtime CPU ${(median(row("ours").cpu) / median(row("bare SDK").cpu)).toFixed(2)}x)`
+)
 console.log(
   `24 MP baseline JPEG, ${bigMB.toFixed(1)} MB, to done in ${steps} invocations` +
     `${dead.length > 0 ? ` (dead-lettered: ${dead.map((m) => m.MessageAttributes?.["error.tag"]?.StringValue).join(", ")})` : ""}: ` +
