@@ -3,7 +3,7 @@
  * what is deleted, what is left for redelivery, and what is logged.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer, Logger, Option, References, Schema } from "effect"
+import { Duration, Effect, Fiber, Layer, Logger, Option, References, Schema, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import { PermanentError, RetryableError } from "../../src/domain/errors.ts"
 import { type AnyPipeline, definePipeline, done, mutation } from "../../src/domain/Pipeline.ts"
@@ -505,6 +505,29 @@ describe("engine: acknowledging", () => {
       ]])
     }).pipe(Effect.provide(Layer.merge(queues(), logs.layer)))
   })
+})
+
+describe("engine: tracing", () => {
+  it.effect("with a tracing backend each batch is a span named processBatch, its steps' spans within it", () =>
+    Effect.gen(function*() {
+      const spans: Array<{ readonly name: string; readonly parent: string | undefined }> = []
+      const backend = Tracer.make({
+        span(options) {
+          const parent = Option.getOrUndefined(options.parent)
+          spans.push({ name: options.name, parent: parent?._tag === "Span" ? parent.name : undefined })
+          return Tracer.nativeTracer.span(options)
+        }
+      })
+      const traced = mutation<Job>("traced", (job) => Effect.succeed({ ...job, result: "done" as const }).pipe(Effect.withSpan("inside")))
+      const pipeline = definePipeline({ ...jobs, router: (job: Job) => (job.result === "done" ? done : traced) })
+      yield* send(QUEUE, [{ id: "t1", plan: "ok" }])
+      const outcomes = yield* pass(pipeline).pipe(Effect.withTracer(backend))
+      assert.deepStrictEqual(tags(outcomes), ["Advanced"])
+      assert.deepStrictEqual(spans.filter((span) => span.name === "processBatch" || span.name === "inside"), [
+        { name: "processBatch", parent: undefined },
+        { name: "inside", parent: "processBatch" }
+      ])
+    }).pipe(Effect.provide(queues())))
 })
 
 describe("bodyDecoder", () => {
