@@ -19,7 +19,7 @@ import {
 import { fitAttributes, isFifo, type OutgoingMessage, type QueueAttributes, type QueueMessage } from "../domain/messages.ts"
 import type { Pipeline } from "../domain/Pipeline.ts"
 import { Attribute, fifoFields, fromAttributes, nextTransition, toAttributes, type Transition } from "../domain/transition.ts"
-import { EngineSettings } from "../services/EngineSettings.ts"
+import { EngineSettings, type Settings } from "../services/EngineSettings.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { InvocationDeadline } from "../services/InvocationDeadline.ts"
 import { type Claim, type Ending, type Finish, TransitionLedger } from "../services/TransitionLedger.ts"
@@ -66,6 +66,18 @@ interface PassedPlace {
   readonly step: number
   readonly mutation: string
   readonly recordId: string
+}
+
+/** What deciding a message needs to know of its batch (asked once a batch). */
+interface Batch {
+  readonly settings: Settings
+  /** A debug line per step, retry and done: below Debug they cost nothing a message. */
+  readonly debug: boolean
+  readonly retry: Schedule.Schedule<Duration.Duration, StepFailure>
+  readonly runAheadMillis: number
+  /** When run-ahead must stop for the invocation's deadline. */
+  readonly lastMoment: number
+  readonly fifo: boolean
 }
 
 /** Run-ahead stops this long before an invocation's deadline: time to send the state and answer. */
@@ -176,164 +188,167 @@ export const processBatch = <Rec, E extends StepFailure, R>(
   const encode = Schema.encodeEffect(pipeline.schema)
   const decodeBody = bodyDecoder(pipeline.schema)
 
+  /** The router's answer for a state reached while running ahead; a router that throws ends the run-ahead. */
+  const routeOf = (state: Rec) => {
+    try {
+      return pipeline.router(state)
+    } catch {
+      return undefined
+    }
+  }
+  const idOf = (record: Rec) => {
+    try {
+      return pipeline.recordId(record)
+    } catch {
+      return "(no id)"
+    }
+  }
+  const retryLogged = (retry: Batch["retry"], recordId: string, mutation: string) =>
+    retry.pipe(Schedule.modifyDelay(({ attempt, duration, input }) =>
+      Effect.logDebug(`record ${recordId}: ${mutation} failed with ${input._tag}, retry ${attempt} in ${Duration.format(duration)}`).pipe(
+        Effect.annotateLogs({ recordId, mutation, error: input._tag, attempt }),
+        Effect.as(duration)
+      )
+    ))
+
+  // untraced: a span per message costs more than the step of a quick mutation. Eager: run at once
+  // while everything it yields is already done (decode, route, a mutation answering with an Exit,
+  // encode), so that such a message is decided without a fiber of its own (Effect.forEach forks one
+  // only for an item that is not an Exit); the first effect that is not done continues as usual
+  const decide = Effect.fnUntracedEager(function*(batch: Batch, message: QueueMessage, index: number) {
+    const { settings, debug, retry, runAheadMillis, lastMoment, fifo } = batch
+    const runAhead = runAheadMillis > 0
+    const current: Transition = fromAttributes(message.attributes, message.messageId)
+    // an effect already succeeded is read, not yielded: no iterator, no error mapping to set up
+    const decoded = decodeBody(message.body)
+    const record = succeeded(decoded)
+      ? decoded.value
+      : yield* Effect.mapError(decoded, (error) => new StageFailure({ stage: "decode", error }))
+    if (current.step >= settings.maxSteps) {
+      return yield* new StageFailure({
+        stage: "decode",
+        error: new StepLimitReached({
+          message: `step ${current.step} reached the limit of ${settings.maxSteps} steps`,
+          step: current.step,
+          maxSteps: settings.maxSteps
+        })
+      })
+    }
+    let route: ReturnType<typeof pipeline.router>
+    try {
+      route = pipeline.router(record)
+    } catch (cause) {
+      return yield* Exit.fail(new StageFailure({ stage: "route", error: Defect.fromCause(Cause.die(cause)) }))
+    }
+    if (route._tag === "Done") {
+      if (debug) {
+        const recordId = idOf(record)
+        yield* Effect.logDebug(`record ${recordId}: done after ${current.step} steps`).pipe(
+          Effect.annotateLogs({ recordId, steps: current.step, messageId: message.messageId })
+        )
+      }
+      return Decision.Done({ message, passed: [] })
+    }
+    if (route._tag === "UnknownState") return yield* new StageFailure({ stage: "route", error: route })
+    const startedAt = runAhead ? yield* Clock.currentTimeMillis : 0
+    const run = route.run(record)
+    // a mutation that already succeeded has nothing to retry: no schedule to set up
+    const next = succeeded(run)
+      ? run.value
+      : yield* run.pipe(retryOnFailure(debug ? retryLogged(retry, idOf(record), route.name) : retry), atStage(route.name))
+    const encodedNext = encode(next)
+    const encoded = succeeded(encodedNext) ? encodedNext.value : yield* Effect.mapError(encodedNext, (error) =>
+      new StageFailure({
+        stage: route.name,
+        error: new SchemaViolation({ message: `${route.name} returned an invalid record: ${error.message}` })
+      }))
+    let recordId = pipeline.recordId(next)
+    let transition = nextTransition(current, recordId, encoded)
+    if (debug) {
+      yield* Effect.logDebug(`record ${recordId}: step ${transition.step} ${route.name}`).pipe(
+        Effect.annotateLogs({ recordId, step: transition.step, mutation: route.name, messageId: message.messageId })
+      )
+    }
+
+    // run-ahead: the steps after this one, in this pass, while the budget lasts. Each is tried
+    // once: a failure, a router that cannot place the state, or the step limit ends it, and the
+    // last state is sent for the next pass to deal with (mutations are idempotent, so a crash here
+    // only redoes work from this message's state)
+    let state = next
+    let body = encoded
+    let made: { readonly name: string; readonly checkpoint?: boolean | undefined } = route
+    const passed: Array<PassedPlace> = []
+    const until = Math.min(startedAt + runAheadMillis, lastMoment)
+    while (runAhead && made.checkpoint !== true && transition.step < settings.maxSteps && (yield* Clock.currentTimeMillis) < until) {
+      const answer = routeOf(state)
+      if (answer === undefined || answer._tag === "UnknownState") break
+      if (answer._tag === "Done") {
+        passed.push({ step: transition.step, mutation: made.name, recordId })
+        if (debug) {
+          yield* Effect.logDebug(`record ${recordId}: done after ${transition.step} steps`).pipe(
+            Effect.annotateLogs({ recordId, steps: transition.step, messageId: message.messageId })
+          )
+        }
+        return Decision.Done({ message, passed })
+      }
+      const ran = yield* Effect.exit(answer.run(state))
+      if (Exit.isFailure(ran)) break
+      const encodedRan = yield* Effect.exit(encode(ran.value))
+      if (Exit.isFailure(encodedRan)) break
+      passed.push({ step: transition.step, mutation: made.name, recordId })
+      state = ran.value
+      body = encodedRan.value
+      recordId = pipeline.recordId(state)
+      transition = nextTransition(transition, recordId, body)
+      made = answer
+      if (debug) {
+        yield* Effect.logDebug(`record ${recordId}: step ${transition.step} ${answer.name} (run ahead)`).pipe(
+          Effect.annotateLogs({ recordId, step: transition.step, mutation: answer.name, messageId: message.messageId })
+        )
+      }
+    }
+
+    // built in place, not spread together: this runs once a message
+    const attributes = toAttributes(transition)
+    // for the ledger's history: the mutation always; the record id once a chain, on its first
+    // successor when its first message did not name it (the producer's do) and it ran no place ahead
+    attributes[Attribute.mutation] = made.name
+    if (current.step === 0 && passed.length === 0 && message.attributes[Attribute.recordId] === undefined && recordId !== "") {
+      attributes[Attribute.recordId] = recordId
+    }
+    const id = `m${index}`
+    const text = JSON.stringify(body)
+    const entry: OutgoingMessage = fifo ? { id, body: text, attributes, ...fifoFields(recordId, transition) } : { id, body: text, attributes }
+    return Decision.Next({ message, mutation: made.name, entry, step: transition.step, passed })
+  })
+  /** A message whose deciding failed: retried later or dead-lettered, by its error. */
+  const failed = (message: QueueMessage, cause: Cause.Cause<StageFailure>): Decision => {
+    const failure = Cause.findErrorOption(cause)
+    const { error, stage } = Option.isSome(failure) ? failure.value : { error: Defect.fromCause(cause), stage: "decode" }
+    return isRetryable(error) ? Decision.Retry({ message, error, stage }) : Decision.DeadLetter({ message, error, stage })
+  }
+  // an Exit read at once (not through a pipeable, which spreads its arguments a call)
+  const decideOrFail = (batch: Batch, message: QueueMessage, index: number): Effect.Effect<Decision, never, R> => {
+    const decision = decide(batch, message, index)
+    if (settled(decision)) return Exit.succeed(Exit.isSuccess(decision) ? decision.value : failed(message, decision.cause))
+    return Effect.matchCause(decision, { onSuccess: (value) => value, onFailure: (cause) => failed(message, cause) })
+  }
+
   const processMessages = Effect.fnUntraced(function*(messages: ReadonlyArray<QueueMessage>) {
     const settings = yield* EngineSettings
     const queue = yield* MessageQueue
     const redrivePolicies = redrivePoliciesOf.get(queue) ?? new Map<string, RedrivePolicy>()
     redrivePoliciesOf.set(queue, redrivePolicies)
     const retry = retryPolicy(settings.retryFor)
-    const fifo = isFifo(settings.queueUrl)
-    // a debug line per step, retry and done; asked once a batch, so that below Debug they cost nothing a message
-    const debug = yield* LogLevel.isEnabled("Debug")
-    const runAheadMillis = Duration.toMillis(settings.runAhead)
-    const runAhead = runAheadMillis > 0
     const deadline = yield* InvocationDeadline
-    /** When run-ahead must stop for the invocation's deadline. */
-    const lastMoment = Option.getOrElse(deadline, () => Infinity) - DEADLINE_MARGIN_MS
-    /** The router's answer for a state reached while running ahead; a router that throws ends the run-ahead. */
-    const routeOf = (state: Rec) => {
-      try {
-        return pipeline.router(state)
-      } catch {
-        return undefined
-      }
+    const batch: Batch = {
+      settings,
+      debug: yield* LogLevel.isEnabled("Debug"),
+      retry,
+      runAheadMillis: Duration.toMillis(settings.runAhead),
+      lastMoment: Option.getOrElse(deadline, () => Infinity) - DEADLINE_MARGIN_MS,
+      fifo: isFifo(settings.queueUrl)
     }
-    const idOf = (record: Rec) => {
-      try {
-        return pipeline.recordId(record)
-      } catch {
-        return "(no id)"
-      }
-    }
-    const retryLogged = (recordId: string, mutation: string) =>
-      retry.pipe(Schedule.modifyDelay(({ attempt, duration, input }) =>
-        Effect.logDebug(`record ${recordId}: ${mutation} failed with ${input._tag}, retry ${attempt} in ${Duration.format(duration)}`).pipe(
-          Effect.annotateLogs({ recordId, mutation, error: input._tag, attempt }),
-          Effect.as(duration)
-        )
-      ))
-
-    // untraced: a span per message costs more than the step of a quick mutation. Eager: run at once
-    // while everything it yields is already done (decode, route, a mutation answering with an Exit,
-    // encode), so that such a message is decided without a fiber of its own (Effect.forEach forks one
-    // only for an item that is not an Exit); the first effect that is not done continues as usual
-    const decide = Effect.fnUntracedEager(function*(message: QueueMessage, index: number) {
-      const current: Transition = fromAttributes(message.attributes, message.messageId)
-      // an effect already succeeded is read, not yielded: no iterator, no error mapping to set up
-      const decoded = decodeBody(message.body)
-      const record = succeeded(decoded)
-        ? decoded.value
-        : yield* Effect.mapError(decoded, (error) => new StageFailure({ stage: "decode", error }))
-      if (current.step >= settings.maxSteps) {
-        return yield* new StageFailure({
-          stage: "decode",
-          error: new StepLimitReached({
-            message: `step ${current.step} reached the limit of ${settings.maxSteps} steps`,
-            step: current.step,
-            maxSteps: settings.maxSteps
-          })
-        })
-      }
-      let route: ReturnType<typeof pipeline.router>
-      try {
-        route = pipeline.router(record)
-      } catch (cause) {
-        return yield* Exit.fail(new StageFailure({ stage: "route", error: Defect.fromCause(Cause.die(cause)) }))
-      }
-      if (route._tag === "Done") {
-        if (debug) {
-          const recordId = idOf(record)
-          yield* Effect.logDebug(`record ${recordId}: done after ${current.step} steps`).pipe(
-            Effect.annotateLogs({ recordId, steps: current.step, messageId: message.messageId })
-          )
-        }
-        return Decision.Done({ message, passed: [] })
-      }
-      if (route._tag === "UnknownState") return yield* new StageFailure({ stage: "route", error: route })
-      const startedAt = runAhead ? yield* Clock.currentTimeMillis : 0
-      const run = route.run(record)
-      // a mutation that already succeeded has nothing to retry: no schedule to set up
-      const next = succeeded(run)
-        ? run.value
-        : yield* run.pipe(retryOnFailure(debug ? retryLogged(idOf(record), route.name) : retry), atStage(route.name))
-      const encodedNext = encode(next)
-      const encoded = succeeded(encodedNext) ? encodedNext.value : yield* Effect.mapError(encodedNext, (error) =>
-        new StageFailure({
-          stage: route.name,
-          error: new SchemaViolation({ message: `${route.name} returned an invalid record: ${error.message}` })
-        }))
-      let recordId = pipeline.recordId(next)
-      let transition = nextTransition(current, recordId, encoded)
-      if (debug) {
-        yield* Effect.logDebug(`record ${recordId}: step ${transition.step} ${route.name}`).pipe(
-          Effect.annotateLogs({ recordId, step: transition.step, mutation: route.name, messageId: message.messageId })
-        )
-      }
-
-      // run-ahead: the steps after this one, in this pass, while the budget lasts. Each is tried
-      // once: a failure, a router that cannot place the state, or the step limit ends it, and the
-      // last state is sent for the next pass to deal with (mutations are idempotent, so a crash here
-      // only redoes work from this message's state)
-      let state = next
-      let body = encoded
-      let made: { readonly name: string; readonly checkpoint?: boolean | undefined } = route
-      const passed: Array<PassedPlace> = []
-      const until = Math.min(startedAt + runAheadMillis, lastMoment)
-      while (runAhead && made.checkpoint !== true && transition.step < settings.maxSteps && (yield* Clock.currentTimeMillis) < until) {
-        const answer = routeOf(state)
-        if (answer === undefined || answer._tag === "UnknownState") break
-        if (answer._tag === "Done") {
-          passed.push({ step: transition.step, mutation: made.name, recordId })
-          if (debug) {
-            yield* Effect.logDebug(`record ${recordId}: done after ${transition.step} steps`).pipe(
-              Effect.annotateLogs({ recordId, steps: transition.step, messageId: message.messageId })
-            )
-          }
-          return Decision.Done({ message, passed })
-        }
-        const ran = yield* Effect.exit(answer.run(state))
-        if (Exit.isFailure(ran)) break
-        const encodedRan = yield* Effect.exit(encode(ran.value))
-        if (Exit.isFailure(encodedRan)) break
-        passed.push({ step: transition.step, mutation: made.name, recordId })
-        state = ran.value
-        body = encodedRan.value
-        recordId = pipeline.recordId(state)
-        transition = nextTransition(transition, recordId, body)
-        made = answer
-        if (debug) {
-          yield* Effect.logDebug(`record ${recordId}: step ${transition.step} ${answer.name} (run ahead)`).pipe(
-            Effect.annotateLogs({ recordId, step: transition.step, mutation: answer.name, messageId: message.messageId })
-          )
-        }
-      }
-
-      // built in place, not spread together: this runs once a message
-      const attributes = toAttributes(transition)
-      // for the ledger's history: the mutation always; the record id once a chain, on its first
-      // successor when its first message did not name it (the producer's do) and it ran no place ahead
-      attributes[Attribute.mutation] = made.name
-      if (current.step === 0 && passed.length === 0 && message.attributes[Attribute.recordId] === undefined && recordId !== "") {
-        attributes[Attribute.recordId] = recordId
-      }
-      const id = `m${index}`
-      const text = JSON.stringify(body)
-      const entry: OutgoingMessage = fifo ? { id, body: text, attributes, ...fifoFields(recordId, transition) } : { id, body: text, attributes }
-      return Decision.Next({ message, mutation: made.name, entry, step: transition.step, passed })
-    })
-    /** A message whose deciding failed: retried later or dead-lettered, by its error. */
-    const failed = (message: QueueMessage, cause: Cause.Cause<StageFailure>): Decision => {
-      const failure = Cause.findErrorOption(cause)
-      const { error, stage } = Option.isSome(failure) ? failure.value : { error: Defect.fromCause(cause), stage: "decode" }
-      return isRetryable(error) ? Decision.Retry({ message, error, stage }) : Decision.DeadLetter({ message, error, stage })
-    }
-    // an Exit read at once (not through a pipeable, which spreads its arguments a call)
-    const decideOrFail = (message: QueueMessage, index: number): Effect.Effect<Decision, never, R> => {
-      const decision = decide(message, index)
-      if (settled(decision)) return Exit.succeed(Exit.isSuccess(decision) ? decision.value : failed(message, decision.cause))
-      return Effect.matchCause(decision, { onSuccess: (value) => value, onFailure: (cause) => failed(message, cause) })
-    }
-
     const cachedPolicy = redrivePolicies.get(settings.queueUrl)
     // built when run (few batches need it), from the cache as it was when the batch began
     const redrivePolicy: Effect.Effect<RedrivePolicy, QueueError> = Effect.suspend(() =>
@@ -354,19 +369,18 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const ledger = yield* Effect.serviceOption(TransitionLedger)
     // the queue too: one ledger (the local queue's file) may serve several pipelines' queues
     const claims = Option.isNone(ledger) ? [] : messages.map((message) => ({ ...claimOf(message), queue: settings.queueUrl }))
-    const claiming = Option.isNone(ledger)
-      // Stryker disable next-line StringLiteral: only "Duplicate" is ever asked of a claim
-      ? Exit.succeed(messages.map(() => "Won" as const))
-      : yield* Effect.exit(ledger.value.claim(claims).pipe(retryOnFailure(retry)))
-    if (Exit.isFailure(claiming)) {
+    // without a ledger every message holds its place
+    const claiming = Option.isNone(ledger) ? undefined : yield* Effect.exit(ledger.value.claim(claims).pipe(retryOnFailure(retry)))
+    if (claiming !== undefined && Exit.isFailure(claiming)) {
       const error = Cause.squash(claiming.cause) as StepFailure
       yield* Effect.logWarning(`transition ledger unavailable (${error.message}); the batch is left for redelivery`)
       return messages.map((message) => outcome.Failed({ message, error }))
     }
-    const claimed = claiming.value
+    const claimed = claiming?.value
     const toRun: Array<QueueMessage> = []
-    for (const [index, message] of messages.entries()) {
-      if (claimed[index] !== "Duplicate") {
+    for (let index = 0; index < messages.length; index++) {
+      const message = messages[index]!
+      if (claimed === undefined || claimed[index] !== "Duplicate") {
         toRun.push(message)
         continue
       }
@@ -378,7 +392,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     }
     if (outcomes.length > 0) yield* Metric.update(duplicatesSkipped, outcomes.length)
 
-    const decided = yield* Effect.forEach(toRun, decideOrFail, { concurrency: settings.concurrency })
+    const decided = yield* Effect.forEach(toRun, (message, index) => decideOrFail(batch, message, index), { concurrency: settings.concurrency })
     // on its last allowed receive a failing message is dead-lettered here, with its reason, rather
     // than moved by the queue's redrive with none
     const maxReceiveCount = decided.some((d) => d._tag === "Retry")
