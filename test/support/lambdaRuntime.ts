@@ -89,6 +89,8 @@ export const unpackZip = (zip: string, dir: string): string => {
 export interface Invocation {
   readonly status: number
   readonly body: unknown
+  /** From sending the invoke to the answer's last byte (without the wait for the last log lines). */
+  readonly millis: number
   /** What the runtime wrote while this invocation ran (its and the function's log lines). */
   readonly logs: ReadonlyArray<string>
 }
@@ -163,14 +165,16 @@ export const startContainer = async (options: ContainerOptions): Promise<LambdaC
   }
   const invoke = async (event: unknown): Promise<Invocation> => {
     const before = lines.length
+    const started = performance.now()
     const response = await fetch(`http://127.0.0.1:${port}/2015-03-31/functions/function/invocations`, {
       method: "POST",
       body: JSON.stringify(event)
     })
     const text = await response.text()
+    const millis = performance.now() - started
     // the runtime's last lines may still be in the pipe
     await new Promise((resolve) => setTimeout(resolve, 100))
-    return { status: response.status, body: text === "" ? null : JSON.parse(text), logs: lines.slice(before) }
+    return { status: response.status, body: text === "" ? null : JSON.parse(text), millis, logs: lines.slice(before) }
   }
   const stop = () =>
     new Promise<void>((resolve) => {
