@@ -278,7 +278,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     let body = encoded
     let made: { readonly name: string; readonly checkpoint?: boolean | undefined } = route
     const passed: Array<PassedPlace> = []
-    const until = Math.min(startedAt + runAheadMillis, lastMoment)
+    const until = runAhead ? Math.min(startedAt + runAheadMillis, lastMoment) : 0
     while (runAhead && made.checkpoint !== true && transition.step < settings.maxSteps && (yield* Clock.currentTimeMillis) < until) {
       const answer = routeOf(state)
       if (answer === undefined || answer._tag === "UnknownState") break
@@ -398,8 +398,8 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const maxReceiveCount = decided.some((d) => d._tag === "Retry")
       ? yield* redrivePolicy.pipe(Effect.map((policy) => policy.maxReceiveCount), Effect.orElseSucceed(() => Option.none<number>()))
       : Option.none<number>()
-    const decisions = decided.map((decision): Decision =>
-      decision._tag === "Retry" && Option.isSome(maxReceiveCount) && decision.message.receiveCount >= maxReceiveCount.value
+    const decisions = Option.isNone(maxReceiveCount) ? decided : decided.map((decision): Decision =>
+      decision._tag === "Retry" && decision.message.receiveCount >= maxReceiveCount.value
         ? Decision.DeadLetter({ message: decision.message, error: decision.error, stage: decision.stage })
         : decision
     )
