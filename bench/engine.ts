@@ -9,6 +9,8 @@
  *   the successors of the batch sent to the stand-in in one call, as the engine sends them.
  */
 import { hash } from "node:crypto"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch"
 import { Effect, Layer } from "effect"
 import { toSqsEvent } from "../src/domain/sqsEvent.ts"
@@ -146,10 +148,19 @@ const powertoolsRound = async (events: ReadonlyArray<SqsEvent>) => {
 
 const transitions = BATCHES * 10
 const results = { engine: [] as Array<Timing>, baseline: [] as Array<Timing>, powertools: [] as Array<Timing> }
+// a full collection before each timed run, so that none pays for the garbage of the one before it
+setFlagsFromString("--expose-gc")
+const collectGarbage = runInNewContext("gc") as () => void
 for (let round = 0; round < ROUNDS; round++) {
-  results.baseline.push(baselineRound(inputs(round)))
-  results.powertools.push(await powertoolsRound(inputs(round).map((messages) => toSqsEvent(messages))))
-  results.engine.push(await Effect.runPromise(engineRound(inputs(round))))
+  const plain = inputs(round)
+  collectGarbage()
+  results.baseline.push(baselineRound(plain))
+  const events = inputs(round).map((messages) => toSqsEvent(messages))
+  collectGarbage()
+  results.powertools.push(await powertoolsRound(events))
+  const messages = inputs(round)
+  collectGarbage()
+  results.engine.push(await Effect.runPromise(engineRound(messages)))
 }
 
 // the first round warms up
