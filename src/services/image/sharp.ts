@@ -19,10 +19,11 @@ import {
 } from "../Image.ts"
 
 /**
- * The sharp pipelines running at once in this process, across every layer and fiber: as many as
- * the first service made allows (one process has one memory budget).
+ * The sharp pipelines running at once in this process, across every layer and fiber, by how many
+ * a service allows. A process has one memory budget, so one count; keyed by it so that a service
+ * made for one image at a time never runs two because another (a test's) was made first for more.
  */
-let sharpPermits: Semaphore.Semaphore | undefined
+const sharpPermits = new Map<number, Semaphore.Semaphore>()
 
 const decodeFailure = (cause: unknown, limits: ImageLimits): ImageError => {
   const text = cause instanceof Error ? cause.message : String(cause)
@@ -43,7 +44,8 @@ const attempt = <A>(limits: ImageLimits, run: () => Promise<A>) =>
 
 export const make = (limits: ImageLimits, decodesAtOnce = 1): Effect.Effect<Image["Service"]> =>
   Effect.map(Effect.promise(() => import("sharp")), ({ default: sharp }) => {
-    const permits = (sharpPermits ??= Semaphore.makeUnsafe(decodesAtOnce))
+    let permits = sharpPermits.get(decodesAtOnce)
+    if (permits === undefined) sharpPermits.set(decodesAtOnce, permits = Semaphore.makeUnsafe(decodesAtOnce))
     sharp.cache(false)
     sharp.concurrency(1)
     const options = { limitInputPixels: limits.maxPixels, failOn: "warning", sequentialRead: true } as const
