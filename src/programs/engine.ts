@@ -66,6 +66,8 @@ interface PassedPlace {
   readonly step: number
   readonly mutation: string
   readonly recordId: string
+  /** When the pass reached it (ran on from it), for the ledger's history: the claim comes at the pass's end. */
+  readonly reachedAt: number
 }
 
 /** What deciding a message needs to know of its batch (asked once a batch). */
@@ -280,10 +282,11 @@ export const processBatch = <Rec, E extends StepFailure, R>(
     const passed: Array<PassedPlace> = []
     const until = runAhead ? Math.min(startedAt + runAheadMillis, lastMoment) : 0
     while (runAhead && made.checkpoint !== true && transition.step < settings.maxSteps && (yield* Clock.currentTimeMillis) < until) {
+      const reachedAt = yield* Clock.currentTimeMillis
       const answer = routeOf(state)
       if (answer === undefined || answer._tag === "UnknownState") break
       if (answer._tag === "Done") {
-        passed.push({ step: transition.step, mutation: made.name, recordId })
+        passed.push({ step: transition.step, mutation: made.name, recordId, reachedAt })
         if (debug) {
           yield* Effect.logDebug(`record ${recordId}: done after ${transition.step} steps`).pipe(
             Effect.annotateLogs({ recordId, steps: transition.step, messageId: message.messageId })
@@ -295,7 +298,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
       if (Exit.isFailure(ran)) break
       const encodedRan = yield* Effect.exit(encode(ran.value))
       if (Exit.isFailure(encodedRan)) break
-      passed.push({ step: transition.step, mutation: made.name, recordId })
+      passed.push({ step: transition.step, mutation: made.name, recordId, reachedAt })
       state = ran.value
       body = encodedRan.value
       recordId = pipeline.recordId(state)
@@ -416,6 +419,7 @@ export const processBatch = <Rec, E extends StepFailure, R>(
           ...own,
           step: place.step,
           mutation: place.mutation,
+          reachedAt: place.reachedAt,
           // the record id once a chain, as on a first successor, when its first message did not name it
           recordId: own.recordId ?? (own.step === 0 && index === 0 && place.recordId !== "" ? place.recordId : undefined),
           queue: settings.queueUrl,

@@ -38,6 +38,11 @@ export interface Claim extends Place {
   readonly mutation?: string | undefined
   /** The queue the message came from: a ledger may serve several (locally, a queue per pipeline). */
   readonly queue?: string | undefined
+  /**
+   * When the place was reached, for a place passed while running ahead (claimed when the pass
+   * ends); the claim's own time otherwise. The history's time; the claim's expiry runs from now.
+   */
+  readonly reachedAt?: number | undefined
 }
 
 /** `Won`: the place was free. `Redelivery`: this same message already held it. `Duplicate`: another message holds it. */
@@ -224,7 +229,7 @@ export class TransitionLedger extends Context.Service<TransitionLedger, {
               recordId: claim.recordId,
               mutation: claim.mutation,
               queue: claim.queue,
-              claimedAt: now,
+              claimedAt: claim.reachedAt ?? now,
               duplicatesSkipped: 0,
               expiresAt: now + Duration.toMillis(CLAIM_TTL)
             })

@@ -181,6 +181,9 @@ describe("run-ahead", () => {
       const [sent] = yield* waiting
       assert.deepStrictEqual(JSON.parse(sent!.body), { id: "slow", count: 3 })
       assert.strictEqual(sent!.attributes[Attribute.step], "3")
+      // the history has each place at the time the pass reached it, not when the pass ended
+      const history = yield* (yield* TransitionLedger).history("slow")
+      assert.deepStrictEqual(history.map((entry) => [entry.step, entry.claimedAt - history[0]!.claimedAt]), [[0, 0], [1, 1000], [2, 2000]])
     }).pipe(Effect.provide(Layer.mergeAll(
       MessageQueue.layerMemory({ [QUEUE]: { deadLetterQueueUrl: DLQ, maxReceiveCount: 5, visibilityTimeout: 0 } }),
       EngineSettings.layerWith({ queueUrl: QUEUE, runAhead: Duration.millis(2500) }),

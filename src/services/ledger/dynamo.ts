@@ -101,7 +101,7 @@ export const make = (tableName: string) => Effect.gen(function*() {
           Item: {
             ...key(claim),
             messageId: { S: claim.messageId },
-            claimedAt: { N: String(now) },
+            claimedAt: { N: String(claim.reachedAt ?? now) },
             expiresAt: { N: String(Math.floor((now + Duration.toMillis(CLAIM_TTL)) / 1000)) },
             ...(claim.mutation === undefined ? {} : { mutation: { S: claim.mutation } }),
             ...(claim.queue === undefined ? {} : { queue: { S: claim.queue } }),

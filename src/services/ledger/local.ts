@@ -154,7 +154,7 @@ export const make = (directory: string) =>
                 claim.traceId,
                 claim.step,
                 claim.messageId,
-                now,
+                claim.reachedAt ?? now,
                 now + Duration.toMillis(CLAIM_TTL),
                 claim.recordId === undefined || claim.recordId === "" ? null : claim.recordId,
                 claim.mutation ?? null,
