@@ -135,7 +135,7 @@ const entryFor = (pipelinePath: string | undefined): BuildOptions => {
 interface Bundle {
   /**
    * The files of dist/lambda/, by their path there: handler.js and the chunks it imports. Code
-   * split: what is only imported dynamically (undici, the clients a run does not use) is a chunk
+   * split: what is only imported dynamically (the clients and credential providers a run does not use) is a chunk
    * of its own that is neither read nor compiled until imported. Measured (Node 24.21, the
    * thumbnail handler built at init): import and init 450 -> 360 ms, RSS after them 107 -> 87 MB.
    */

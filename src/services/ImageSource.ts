@@ -5,7 +5,7 @@
  * - Only the template's own host (plus `IMAGE_ALLOWED_HOSTS`) or its base directory is ever read:
  *   a redirect elsewhere, a downgrade from https to http, or a path that resolves outside the base
  *   directory (`..`, a symlink) is refused.
- * - HTTP goes through Effect's HTTP client (node:http), with one timeout for the whole download,
+ * - HTTP goes through Node's fetch, with one timeout for the whole download,
  *   redirects followed by hand (at most 5), the status checked and the body read up to a byte limit.
  * - The body must be an image by its magic bytes; the `Content-Type` header is not trusted.
  *
@@ -18,7 +18,6 @@
 import { dirname, resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
 import { Config, Context, Duration, Effect, Layer, Schema } from "effect"
-import type { HttpClient } from "effect/http"
 import { type ImageType, SNIFF_BYTES, sniffImageType } from "../domain/ImageType.ts"
 import { STOCK_NO, STOCK_NO_RULE } from "../domain/stockNo.ts"
 import { byteSizeSetting, durationSetting, listSetting, required } from "./settings.ts"
@@ -152,22 +151,14 @@ export class ImageSource extends Context.Service<ImageSource, {
   /** The raw image of one stock number. */
   fetch(stockNo: string): Effect.Effect<SourceImage, ImageSourceError>
 }>()("pipeline/services/ImageSource") {
-  /** Settings from the environment; needs an `HttpClient`. */
-  static readonly layerNoDeps: Layer.Layer<ImageSource, Config.ConfigError, HttpClient.HttpClient> = Layer.effect(
+  /** Settings from the environment; HTTP over Node's fetch (keep-alive connections). */
+  static readonly layer: Layer.Layer<ImageSource, Config.ConfigError> = Layer.effect(
     ImageSource,
     Effect.gen(function*() {
       const settings = yield* ImageSourceConfig
       const url = yield* Effect.promise(() => import("./imageSource/url.ts"))
       return yield* url.make(settings)
     })
-  )
-
-  /** Settings from the environment, HTTP over node:http with keep-alive connections. */
-  static readonly layer: Layer.Layer<ImageSource, Config.ConfigError> = Layer.unwrap(
-    Effect.map(
-      Effect.promise(() => import("@effect/platform-node/NodeHttpClient")),
-      (node) => ImageSource.layerNoDeps.pipe(Layer.provide(node.layerNodeHttpOptions({ keepAlive: true })))
-    )
   )
 
   /**

@@ -1,12 +1,11 @@
 /**
- * `ImageSource` by the `IMAGE_SOURCE` template: an `http(s)://` URL through Effect's HTTP client,
- * or a `file://` path; see `../ImageSource.ts` for the rules it keeps.
+ * `ImageSource` by the `IMAGE_SOURCE` template: an `http(s)://` URL through Node's fetch, or a
+ * `file://` path; see `../ImageSource.ts` for the rules it keeps.
  */
 import { open, realpath } from "node:fs/promises"
 import { resolve, sep } from "node:path"
 import { fileURLToPath } from "node:url"
-import { Duration, Effect, Stream } from "effect"
-import { HttpClient, type HttpClientError, HttpClientRequest, type HttpClientResponse } from "effect/http"
+import { Duration, Effect } from "effect"
 import { SNIFF_BYTES, sniffImageType } from "../../domain/ImageType.ts"
 import { STOCK_NO, STOCK_NO_RULE } from "../../domain/stockNo.ts"
 import {
@@ -35,6 +34,8 @@ const errnoCode = (cause: unknown) => {
   return typeof code === "string" ? code : undefined
 }
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+/** fetch's own errors ("fetch failed", "terminated") say why in their cause (ECONNREFUSED, a reset socket). */
+const causeOf = (error: unknown) => (error instanceof TypeError && error.cause !== undefined ? error.cause : error)
 
 const isSourceError = (u: unknown): u is ImageSourceError =>
   u instanceof ImageNotFound || u instanceof NotAnImage || u instanceof SourceTooLarge || u instanceof SourceRefused ||
@@ -45,116 +46,90 @@ const notAnImage = (bytes: Uint8Array, location: string) => {
   return new NotAnImage({ message: `not a JPEG, PNG, GIF, WebP, TIFF or AVIF image (${preview}): ${location}`, location })
 }
 
-const checkImage = (bytes: Uint8Array, location: string) => {
-  const type = sniffImageType(bytes)
-  return type === undefined ? Effect.fail(notAnImage(bytes, location)) : Effect.succeed(type)
-}
-
 const tooLarge = (location: string, limit: number, size: string) =>
   new SourceTooLarge({ message: `${location} is ${size}, over the limit of ${limit} bytes (IMAGE_MAX_BYTES)`, location, limit })
 
-/** The source `settings.template` names, over the `HttpClient` in context for http(s). */
-export const make = (settings: ImageSourceSettings): Effect.Effect<ImageSource["Service"], never, HttpClient.HttpClient> =>
-  Effect.gen(function*() {
+/** The source `settings.template` names. */
+export const make = (settings: ImageSourceSettings): Effect.Effect<ImageSource["Service"]> =>
+  Effect.suspend(() => {
     const parsed = parseTemplate(settings.template)
     // ImageSourceConfig checked it already: a bad template here is a bug
-    if (typeof parsed === "string") return yield* Effect.die(new Error(parsed))
-    return makeWith(settings, parsed, yield* HttpClient.HttpClient)
+    return typeof parsed === "string" ? Effect.die(new Error(parsed)) : Effect.succeed(makeWith(settings, parsed))
   })
 
-const makeWith = (settings: ImageSourceSettings, template: SourceTemplate, client: HttpClient.HttpClient): ImageSource["Service"] => {
+/** Why a download stopped: the timeout, or a typed error from reading its body. */
+type Stop = { readonly _tag: "Timeout" } | { readonly _tag: "Failed"; readonly error: ImageSourceError }
+
+/** The status of an answer as the error it is, or undefined for 2xx and 3xx. */
+const statusError = (status: number, location: string): ImageSourceError | undefined => {
+  if (status >= 200 && status < 400) return undefined
+  if (status === 404 || status === 410) return new ImageNotFound({ message: `${location} answered ${status}: no such image`, location })
+  if (status === 408 || status === 425 || status === 429 || status >= 500) {
+    return new SourceUnavailable({ message: `${location} answered ${status}`, location })
+  }
+  return new SourceFailed({ message: `${location} answered ${status}`, location })
+}
+
+const makeWith = (settings: ImageSourceSettings, template: SourceTemplate): ImageSource["Service"] => {
   const allowedHosts = new Set([
     ...(template._tag === "Http" ? [template.host.toLowerCase()] : []),
     ...settings.allowedHosts.map((host) => host.toLowerCase())
   ])
-  const scoped = HttpClient.withScope(client)
+  const timeoutMillis = Duration.toMillis(settings.timeout)
 
-  const transportFailure = (location: string) => (error: HttpClientError.HttpClientError) =>
-    error.reason._tag === "InvalidUrlError"
-      ? new SourceRefused({ message: `invalid URL ${location}: ${error.message}`, location })
-      : new SourceUnavailable({ message: `network error for ${location}: ${describe(error.reason.cause ?? error)}`, location })
-
-  /** Reads a 2xx body up to the byte limit, stopping early when its first bytes are not an image. */
-  const readBody = (response: HttpClientResponse.HttpClientResponse, location: string) =>
-    Effect.gen(function*() {
-      const declared = response.headers["content-length"] === undefined ? undefined : Number(response.headers["content-length"])
-      if (declared !== undefined && declared > settings.maxBytes) {
-        return yield* tooLarge(location, settings.maxBytes, `${declared} bytes (Content-Length)`)
-      }
-      // with a declared length, one buffer and no copy; otherwise chunks joined at the end
-      const preallocated = declared !== undefined && Number.isSafeInteger(declared) ? new Uint8Array(declared) : undefined
-      const chunks: Array<Uint8Array> = []
-      let size = 0
-      let sniffed = false
-      const head = () => (preallocated ?? Buffer.concat(chunks)).subarray(0, Math.min(size, SNIFF_BYTES))
-      // whole arrays of chunks at a time: one effect per read, not per chunk
-      yield* Stream.runForEachArray(response.stream, (array) =>
-        Effect.suspend((): Effect.Effect<void, SourceTooLarge | SourceFailed | NotAnImage> => {
-          for (const chunk of array) {
-            if (size + chunk.byteLength > settings.maxBytes) {
-              return Effect.fail(tooLarge(location, settings.maxBytes, `more than ${settings.maxBytes} bytes`))
-            }
-            if (preallocated !== undefined) {
-              if (size + chunk.byteLength > preallocated.byteLength) {
-                return Effect.fail(new SourceFailed({ message: `${location} sent more bytes than its Content-Length`, location }))
-              }
-              preallocated.set(chunk, size)
-            } else chunks.push(chunk)
-            size += chunk.byteLength
-          }
-          if (!sniffed && size >= SNIFF_BYTES) {
-            sniffed = true
-            return Effect.asVoid(checkImage(head(), location))
-          }
-          return Effect.void
-        })).pipe(
-          Effect.catchTag("HttpClientError", (error) =>
-            Effect.fail(
-              new SourceUnavailable({ message: `download of ${location} broke off: ${describe(error.reason.cause ?? error)}`, location })
-            ))
-        )
-      if (preallocated !== undefined && size !== preallocated.byteLength) {
-        return yield* new SourceUnavailable({
-          message: `download of ${location} ended after ${size} of ${preallocated.byteLength} bytes`,
-          location
-        })
-      }
-      return preallocated ?? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
-    })
-
-  type Hop = { readonly _tag: "Body"; readonly bytes: Uint8Array } | { readonly _tag: "Redirect"; readonly to: URL }
-
-  const hop = (url: URL) =>
-    Effect.scoped(Effect.gen(function*() {
-      const location = shown(url)
-      const response = yield* scoped.execute(HttpClientRequest.get(url, { headers: { accept: "image/*" } })).pipe(
-        Effect.mapError(transportFailure(location))
-      )
-      const status = response.status
-      if (status >= 200 && status < 300) {
-        return { _tag: "Body", bytes: yield* readBody(response, location) } satisfies Hop
-      }
-      if (status >= 300 && status < 400) {
-        const header = response.headers["location"]
-        if (header === undefined) {
-          return yield* new SourceFailed({ message: `${location} answered ${status} without a Location`, location })
-        }
-        let to: URL
+  /**
+   * Reads a 2xx body up to the byte limit, stopping early when its first bytes are not an image.
+   * Throws an `ImageSourceError`; `stop` aborts the download when it ends early.
+   */
+  const readBody = async (response: Response, location: string, stop: AbortController): Promise<Uint8Array> => {
+    const fail = (error: ImageSourceError): never => {
+      stop.abort({ _tag: "Failed", error } satisfies Stop)
+      throw error
+    }
+    const header = response.headers.get("content-length")
+    const declared = header === null ? undefined : Number(header)
+    if (declared !== undefined && declared > settings.maxBytes) {
+      return fail(tooLarge(location, settings.maxBytes, `${declared} bytes (Content-Length)`))
+    }
+    // with a declared length, one buffer and no copy; otherwise chunks joined at the end
+    const preallocated = declared !== undefined && Number.isSafeInteger(declared) ? new Uint8Array(declared) : undefined
+    const chunks: Array<Uint8Array> = []
+    let size = 0
+    let sniffed = false
+    const head = () => (preallocated ?? Buffer.concat(chunks)).subarray(0, Math.min(size, SNIFF_BYTES))
+    if (response.body !== null) {
+      const reader = response.body.getReader()
+      while (true) {
+        let read: Awaited<ReturnType<typeof reader.read>>
         try {
-          to = new URL(header, url)
-        } catch {
-          return yield* new SourceRefused({ message: `${location} redirects to an invalid URL: ${header}`, location })
+          read = await reader.read()
+        } catch (cause) {
+          if (stop.signal.aborted) throw cause
+          return fail(new SourceUnavailable({ message: `download of ${location} broke off: ${describe(causeOf(cause))}`, location }))
         }
-        return { _tag: "Redirect", to } satisfies Hop
+        if (read.done) break
+        const chunk = read.value
+        if (size + chunk.byteLength > settings.maxBytes) {
+          return fail(tooLarge(location, settings.maxBytes, `more than ${settings.maxBytes} bytes`))
+        }
+        if (preallocated !== undefined) {
+          if (size + chunk.byteLength > preallocated.byteLength) {
+            return fail(new SourceFailed({ message: `${location} sent more bytes than its Content-Length`, location }))
+          }
+          preallocated.set(chunk, size)
+        } else chunks.push(chunk)
+        size += chunk.byteLength
+        if (!sniffed && size >= SNIFF_BYTES) {
+          sniffed = true
+          if (sniffImageType(head()) === undefined) return fail(notAnImage(head(), location))
+        }
       }
-      if (status === 404 || status === 410) {
-        return yield* new ImageNotFound({ message: `${location} answered ${status}: no such image`, location })
-      }
-      if (status === 408 || status === 425 || status === 429 || status >= 500) {
-        return yield* new SourceUnavailable({ message: `${location} answered ${status}`, location })
-      }
-      return yield* new SourceFailed({ message: `${location} answered ${status}`, location })
-    }))
+    }
+    if (preallocated !== undefined && size !== preallocated.byteLength) {
+      return fail(new SourceUnavailable({ message: `download of ${location} ended after ${size} of ${preallocated.byteLength} bytes`, location }))
+    }
+    return preallocated ?? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
+  }
 
   const checkRedirect = (from: URL, to: URL) => {
     const location = shown(to)
@@ -173,37 +148,79 @@ const makeWith = (settings: ImageSourceSettings, template: SourceTemplate, clien
     return undefined
   }
 
-  const fetchHttp = (start: URL) =>
-    Effect.gen(function*() {
+  /**
+   * One download over Node's fetch (no HTTP client stack to load): every hop and the body under
+   * one timeout, redirects followed by hand. Throws an `ImageSourceError`.
+   */
+  const download = async (start: URL, interrupted: AbortSignal): Promise<SourceImage> => {
+    const stop = new AbortController()
+    const timer = setTimeout(() => stop.abort({ _tag: "Timeout" } satisfies Stop), timeoutMillis)
+    const signal = AbortSignal.any([stop.signal, interrupted])
+    const timedOut = () =>
+      new SourceUnavailable({
+        message: `download of ${shown(start)} timed out after ${Duration.format(settings.timeout)}`,
+        location: shown(start)
+      })
+    try {
       let url = start
       for (let redirects = 0;; redirects++) {
-        const result = yield* hop(url)
-        if (result._tag === "Body") {
-          const type = yield* checkImage(result.bytes.subarray(0, SNIFF_BYTES), shown(url))
-          return { bytes: result.bytes, type, location: shown(url) } satisfies SourceImage
+        const location = shown(url)
+        // fetch refuses these outright: a permanent refusal, as any other unusable URL
+        if (url.username !== "" || url.password !== "") {
+          throw new SourceRefused({ message: `invalid URL ${location}: it holds credentials`, location })
+        }
+        let response: Response
+        try {
+          response = await globalThis.fetch(url, { headers: { accept: "image/*" }, redirect: "manual", signal })
+        } catch (cause) {
+          if (stop.signal.aborted) throw cause
+          throw new SourceUnavailable({ message: `network error for ${location}: ${describe(causeOf(cause))}`, location })
+        }
+        const refused = statusError(response.status, location)
+        if (refused !== undefined) {
+          void response.body?.cancel().catch(() => undefined)
+          throw refused
+        }
+        if (response.status < 300) {
+          const bytes = await readBody(response, location, stop)
+          const type = sniffImageType(bytes.subarray(0, SNIFF_BYTES))
+          if (type === undefined) throw notAnImage(bytes, location)
+          return { bytes, type, location }
+        }
+        void response.body?.cancel().catch(() => undefined)
+        const header = response.headers.get("location")
+        if (header === null) throw new SourceFailed({ message: `${location} answered ${response.status} without a Location`, location })
+        let to: URL
+        try {
+          to = new URL(header, url)
+        } catch {
+          throw new SourceRefused({ message: `${location} redirects to an invalid URL: ${header}`, location })
         }
         if (redirects >= settings.maxRedirects) {
-          return yield* new SourceRefused({
-            message: `more than ${settings.maxRedirects} redirects from ${shown(start)}`,
-            location: shown(url)
-          })
+          throw new SourceRefused({ message: `more than ${settings.maxRedirects} redirects from ${shown(start)}`, location })
         }
-        const refused = checkRedirect(url, result.to)
-        if (refused !== undefined) return yield* refused
-        url = result.to
+        const elsewhere = checkRedirect(url, to)
+        if (elsewhere !== undefined) throw elsewhere
+        url = to
       }
-    }).pipe(
-      Effect.timeoutOrElse({
-        duration: settings.timeout,
-        orElse: () =>
-          Effect.fail(
-            new SourceUnavailable({
-              message: `download of ${shown(start)} timed out after ${Duration.format(settings.timeout)}`,
-              location: shown(start)
-            })
-          )
-      })
-    )
+    } catch (cause) {
+      const reason = stop.signal.reason as Stop | undefined
+      if (reason?._tag === "Timeout") throw timedOut()
+      if (reason?._tag === "Failed") throw reason.error
+      throw cause
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  const fetchHttp = (start: URL) =>
+    Effect.tryPromise({
+      try: (signal) => download(start, signal),
+      catch: (cause): ImageSourceError =>
+        isSourceError(cause)
+          ? cause
+          : new SourceUnavailable({ message: `network error for ${shown(start)}: ${describe(causeOf(cause))}`, location: shown(start) })
+    })
 
   const fetchFile = (path: string, baseDirectory: string) =>
     Effect.tryPromise({
