@@ -28,6 +28,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { createRequire } from "node:module"
 import { dirname, extname, join, relative, resolve, sep } from "node:path"
 import { effectDeepImports } from "./deepImports.ts"
+import { lambdaEagerImports } from "./eagerImports.ts"
 
 /** This package's folder (the same from src/deploy/ and from the compiled lib/deploy/). */
 export const root = join(import.meta.dirname, "..", "..")
@@ -103,8 +104,9 @@ export const lambdaBundleOptions: BuildOptions = {
   minify: true,
   legalComments: "none",
   logLevel: "warning",
+  // the implementations every init loads in the handler's own module graph (eagerImports.ts);
   // effect's modules, not its barrels, so that what the code does not use is left out (deepImports.ts)
-  plugins: [effectDeepImports]
+  plugins: [lambdaEagerImports, effectDeepImports]
 }
 
 /** A module of this package beside this one: `.ts` here in src/, `.js` once compiled to lib/. */

@@ -13,7 +13,7 @@
  * Only the project's own files (and an author's module) are rewritten, not node_modules (effect's
  * own packages import its modules directly). A name the barrel does not re-export is left to the barrel.
  */
-import type { Plugin } from "esbuild"
+import type { OnLoadArgs, Plugin, PluginBuild } from "esbuild"
 import { readFile } from "node:fs/promises"
 import { dirname, extname, resolve } from "node:path"
 
@@ -65,34 +65,49 @@ export const rewriteBarrelImports = (source: string, exportsOf: (specifier: stri
     return [...deep, ...(kept.length > 0 ? [`import { ${kept.join(", ")} } from ${JSON.stringify(from)};`] : [])].join(" ")
   })
 
-const loaders = { ".ts": "ts", ".mts": "ts", ".cts": "ts", ".js": "js", ".mjs": "js", ".cjs": "js" } as const
+/**
+ * A function that rewrites the barrel imports of a project file's `source` (unchanged when it has
+ * none), the barrels resolved as `build` resolves them. Other plugins that load project files
+ * (eagerImports.ts) rewrite through it too, since esbuild takes the first plugin's contents.
+ */
+export const barrelRewriter = (build: PluginBuild): ((source: string, path: string) => Promise<string>) => {
+  const parsed = new Map<string, Promise<BarrelExports>>()
+  /** The barrel `specifier` resolves to from `resolveDir`, or undefined when it is not one. */
+  const barrel = async (specifier: string, resolveDir: string) => {
+    const resolved = await build.resolve(specifier, { kind: "import-statement", resolveDir })
+    if (resolved.errors.length > 0 || !/[/\\]index\.js$/.test(resolved.path)) return undefined
+    let exports = parsed.get(resolved.path)
+    if (exports === undefined) {
+      exports = readFile(resolved.path, "utf8").then((source) => barrelExports(source, resolved.path))
+      parsed.set(resolved.path, exports)
+    }
+    return exports
+  }
+  return async (source, path) => {
+    const specifiers = new Set([...source.matchAll(barrelImport)].map((match) => match[3]!))
+    if (specifiers.size === 0) return source
+    const known = new Map<string, BarrelExports | undefined>()
+    for (const specifier of specifiers) known.set(specifier, await barrel(specifier, dirname(path)))
+    return rewriteBarrelImports(source, (specifier) => known.get(specifier))
+  }
+}
+
+/** How esbuild reads a project file, by its extension. */
+export const loaders = { ".ts": "ts", ".mts": "ts", ".cts": "ts", ".js": "js", ".mjs": "js", ".cjs": "js" } as const
+
+/** A project file (not node_modules), which the plugins here may rewrite. */
+export const isProjectFile = (args: OnLoadArgs): boolean => args.namespace === "file" && !/[/\\]node_modules[/\\]/.test(args.path)
 
 export const effectDeepImports: Plugin = {
   name: "effect-deep-imports",
   setup(build) {
-    const parsed = new Map<string, Promise<BarrelExports>>()
-    /** The barrel `specifier` resolves to from `resolveDir`, or undefined when it is not one. */
-    const barrel = async (specifier: string, resolveDir: string) => {
-      const resolved = await build.resolve(specifier, { kind: "import-statement", resolveDir })
-      if (resolved.errors.length > 0 || !/[/\\]index\.js$/.test(resolved.path)) return undefined
-      let exports = parsed.get(resolved.path)
-      if (exports === undefined) {
-        exports = readFile(resolved.path, "utf8").then((source) => barrelExports(source, resolved.path))
-        parsed.set(resolved.path, exports)
-      }
-      return exports
-    }
+    const rewrite = barrelRewriter(build)
     build.onLoad({ filter: /\.[cm]?[jt]s$/ }, async (args) => {
-      if (args.namespace !== "file" || /[/\\]node_modules[/\\]/.test(args.path)) return undefined
+      if (!isProjectFile(args)) return undefined
       const source = await readFile(args.path, "utf8")
-      const specifiers = new Set([...source.matchAll(barrelImport)].map((match) => match[3]!))
-      if (specifiers.size === 0) return undefined
-      const known = new Map<string, BarrelExports | undefined>()
-      for (const specifier of specifiers) known.set(specifier, await barrel(specifier, dirname(args.path)))
-      return {
-        contents: rewriteBarrelImports(source, (specifier) => known.get(specifier)),
-        loader: loaders[extname(args.path) as keyof typeof loaders]
-      }
+      const contents = await rewrite(source, args.path)
+      if (contents === source) return undefined
+      return { contents, loader: loaders[extname(args.path) as keyof typeof loaders] }
     })
   }
 }
