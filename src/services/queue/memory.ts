@@ -83,8 +83,8 @@ export const make = (initial: Readonly<Record<string, MemoryQueueOptions>> = {})
     requests
   })
 
-  // plain code in one step, not a generator a request: benchmarks measure the engine over this
-  // queue, next to peers whose stand-in only pushes to an array
+  // plain code in one step, not a generator a request: the agent and thumbnails benchmarks run the
+  // engine over this queue (bench:engine gives it the peers' stand-in instead)
   const send = (queueUrl: string, messages: ReadonlyArray<OutgoingMessage>) =>
     Effect.clockWith((clock) => {
       const successful: Array<string> = []
