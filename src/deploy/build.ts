@@ -29,6 +29,7 @@ import { createRequire } from "node:module"
 import { dirname, extname, join, relative, resolve, sep } from "node:path"
 import { effectDeepImports } from "./deepImports.ts"
 import { lambdaEagerImports } from "./eagerImports.ts"
+import { nodeHttpViaRequire } from "./nodeHttp.ts"
 
 /** This package's folder (the same from src/deploy/ and from the compiled lib/deploy/). */
 export const root = join(import.meta.dirname, "..", "..")
@@ -105,8 +106,9 @@ export const lambdaBundleOptions: BuildOptions = {
   legalComments: "none",
   logLevel: "warning",
   // the implementations every init loads in the handler's own module graph (eagerImports.ts);
-  // effect's modules, not its barrels, so that what the code does not use is left out (deepImports.ts)
-  plugins: [lambdaEagerImports, effectDeepImports]
+  // effect's modules, not its barrels, so that what the code does not use is left out (deepImports.ts);
+  // node:http through require, not its ES wrapper, which loads Node's undici (nodeHttp.ts)
+  plugins: [lambdaEagerImports, effectDeepImports, nodeHttpViaRequire]
 }
 
 /** A module of this package beside this one: `.ts` here in src/, `.js` once compiled to lib/. */
