@@ -227,13 +227,13 @@ describe("the steps, on the memory bucket and the local HTTP server", () => {
 })
 
 describe("memory", () => {
-  it.effect("one raw image and one decode at a time in a small Lambda, one decode per core elsewhere, or as configured", () =>
+  it.effect("one raw image and one decode at a time in a small Lambda, two decodes per core elsewhere, or as configured", () =>
     Effect.gen(function*() {
-      const cores = availableParallelism()
+      const decodesElsewhere = 2 * availableParallelism()
       const options = (config: Record<string, string>) => StepOptionsConfig.pipe(Effect.provide(configLayer(config)))
       const decodes = (config: Record<string, string>) => DecodesAtOnceConfig.pipe(Effect.provide(configLayer(config)))
-      assert.deepStrictEqual(yield* options({}), { memoryBudgetMB: Option.none(), rawImagesInMemory: cores + 1 })
-      assert.strictEqual(yield* decodes({}), cores)
+      assert.deepStrictEqual(yield* options({}), { memoryBudgetMB: Option.none(), rawImagesInMemory: decodesElsewhere + 1 })
+      assert.strictEqual(yield* decodes({}), decodesElsewhere)
       assert.deepStrictEqual(yield* options({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128" }), {
         memoryBudgetMB: Option.some(128),
         rawImagesInMemory: 1
@@ -241,7 +241,7 @@ describe("memory", () => {
       assert.strictEqual(yield* decodes({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "128" }), 1)
       assert.deepStrictEqual(yield* options({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "1024" }), {
         memoryBudgetMB: Option.some(1024),
-        rawImagesInMemory: cores + 1
+        rawImagesInMemory: decodesElsewhere + 1
       })
       assert.strictEqual(yield* decodes({ AWS_LAMBDA_FUNCTION_MEMORY_SIZE: "1024", THUMBNAIL_DECODES_AT_ONCE: "3" }), 3)
       assert.deepStrictEqual(yield* options({ THUMBNAIL_DECODES_AT_ONCE: "3" }), { memoryBudgetMB: Option.none(), rawImagesInMemory: 4 })
