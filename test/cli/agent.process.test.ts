@@ -21,6 +21,12 @@ describe("agents on one local queue", { timeout: 60_000 }, () => {
     await waitFor(async () => started.every(Boolean), 30_000, "both agents started")
     await produceInProcess(backend, tracked, ids(50))
     await waitFor(async () => (await backend.keys("finished/")).length === 50, 30_000, "50 records finished")
+    // a record is done a pass after its last step wrote finished/: stop once the queue is empty
+    // (successors are sent before a message is deleted, so it is empty only at the end)
+    await waitFor(async () => {
+      const counts = await backend.counts()
+      return counts.visible === 0 && counts.inFlight === 0
+    }, 30_000, "the queue empty")
     for (const agent of agents) agent.child.kill("SIGTERM")
     const results = await Promise.all(agents.map((agent) => agent.exit))
     for (const result of results) assert.strictEqual(result.code, 0, result.stderr)
