@@ -4,9 +4,9 @@
  * thumbnails name what they were made from. sharp's part is in image.test.ts and thumbnails.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer } from "effect"
+import { ConfigProvider, Effect, Layer, Option } from "effect"
 import { readImageHeader } from "../../src/domain/ImageType.ts"
-import { ThumbnailSteps } from "../../src/pipelines/thumbnails/steps.ts"
+import { makeThumbnailSteps, ThumbnailSteps } from "../../src/pipelines/thumbnails/steps.ts"
 import { fakeJpeg } from "../../src/services/image/fake.ts"
 import { Image } from "../../src/services/Image.ts"
 import { ImageSource } from "../../src/services/ImageSource.ts"
@@ -114,6 +114,24 @@ describe("the thumbnail steps on the fake image service", () => {
       assert.strictEqual(missing._tag, "RawImageMissing")
       assert.include(missing.message, "raw/ITEM2X.*")
     }).pipe(Effect.provide(stepsLayer)))
+
+  it.effect("a raw image this process downloaded is read under its own type first: a PNG costs no read of a .jpg", () =>
+    Effect.gen(function*() {
+      const store = yield* ObjectStore
+      const asked: Array<string> = []
+      const counting = ObjectStore.of({ ...store, get: (key) => Effect.andThen(Effect.sync(() => asked.push(key)), store.get(key)) })
+      const options = { memoryBudgetMB: Option.none(), rawImagesInMemory: 1 }
+      const steps = yield* makeThumbnailSteps(options).pipe(Effect.provideService(ObjectStore, counting))
+      const record = yield* steps.download({ stock_no: "PLAN" })
+      yield* steps.thumbnail(record, 200, [200])
+      assert.deepStrictEqual(asked, ["raw/PLAN.png"])
+      assert.strictEqual(yield* madeFrom("thumbnails/200/PLAN.jpg"), "200x150 1024x768 png")
+      // steps in another process, which did not download it, go by the types' order
+      asked.length = 0
+      const elsewhere = yield* makeThumbnailSteps(options).pipe(Effect.provideService(ObjectStore, counting))
+      yield* elsewhere.thumbnail(record, 200, [200])
+      assert.deepStrictEqual(asked, ["raw/PLAN.jpg", "raw/PLAN.png"])
+    }).pipe(Effect.provide(Layer.mergeAll(ObjectStore.layerMemory, Image.layerTest(), ImageSource.layerMemory(images)))))
 
   it.effect("the image service's errors come out of the step as they are, and nothing is written", () =>
     Effect.gen(function*() {
