@@ -50,8 +50,7 @@ import {
   SendMessageCommand,
   SQSClient
 } from "@aws-sdk/client-sqs"
-import { spawnSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, request as httpRequest, Agent } from "node:http"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
@@ -69,6 +68,7 @@ import { TransitionLedger } from "../src/services/TransitionLedger.ts"
 import { createLedgerTable, createQueue, uniqueName } from "../test/support/aws.ts"
 import { ELASTICMQ_VERSION, startElasticMq } from "../test/support/elasticmq.ts"
 import { startMoto } from "../test/support/moto.ts"
+import { cpuSeconds } from "./processCpu.ts"
 import { startLatencyProxy } from "./latencyProxy.ts"
 import * as LocalQueue from "../src/services/queue/local.ts"
 import { ObjectStore } from "../src/services/ObjectStore.ts"
@@ -535,15 +535,6 @@ const diagnose = (result: Result) => {
 }
 
 // --- the latency rows: ElasticMQ behind a latency proxy ----------------------------------------------
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100
-
-/** CPU seconds a process has used (user + system, all its threads), from /proc. */
-const cpuSeconds = (pid: number) => {
-  // the fields after the command name, which is in parentheses and may hold spaces
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
-}
-
 const ownCpuSeconds = () => {
   const usage = process.cpuUsage()
   return (usage.user + usage.system) / 1e6

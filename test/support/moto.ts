@@ -41,6 +41,8 @@ export const freePort = (): Promise<number> =>
 
 export interface Moto {
   readonly endpoint: string
+  /** The server's process, for benchmarks that count its CPU time. */
+  readonly pid: number
   readonly stop: () => Promise<void>
 }
 
@@ -71,5 +73,5 @@ export const startMoto = async (): Promise<Moto> => {
       child.once("exit", () => resolve())
       child.kill("SIGTERM")
     })
-  return { endpoint, stop }
+  return { endpoint, pid: child.pid!, stop }
 }
