@@ -20,6 +20,7 @@ import { isPipeline, type RuntimeServices } from "../domain/Pipeline.ts"
 import type { BatchFigures, OutcomeCounts } from "../services/BatchRunner.ts"
 import { CurrentPipeline } from "../services/CurrentPipeline.ts"
 import { EngineSettings } from "../services/EngineSettings.ts"
+import { collectGarbageHoldingBuffers } from "../services/garbage.ts"
 import { InvocationDeadline } from "../services/InvocationDeadline.ts"
 import { MessageQueue, type QueueError } from "../services/MessageQueue.ts"
 import { ObjectStore } from "../services/ObjectStore.ts"
@@ -93,8 +94,7 @@ export const COLLECT_AFTER_BUFFER_BYTES = 8 * 1024 * 1024
  * still there while the thumbnail step read it back, 120 MB peak). A collection takes a few ms.
  */
 export const collectBatchGarbage = (minBytes = COLLECT_AFTER_BUFFER_BYTES): void => {
-  const gc = (globalThis as { gc?: () => void }).gc
-  if (gc !== undefined && process.memoryUsage().arrayBuffers >= minBytes) gc()
+  collectGarbageHoldingBuffers(minBytes)
 }
 
 /**

@@ -13,6 +13,7 @@ import { Config, Context, Effect, Layer, Option, Schema, Semaphore, Stream } fro
 import { type ObjectNotFound, ObjectStore, type ObjectStoreError } from "../../services/ObjectStore.ts"
 import { DecodesAtOnceConfig, Image, type ImageError, isSmallBudget, MemoryBudgetConfig } from "../../services/Image.ts"
 import { ImageSource, type ImageSourceError } from "../../services/ImageSource.ts"
+import { collectGarbageHoldingBuffers } from "../../services/garbage.ts"
 import { intSetting } from "../../services/settings.ts"
 import { IMAGE_TYPES } from "../../domain/ImageType.ts"
 import {
@@ -37,13 +38,6 @@ const rawExtensions = IMAGE_TYPES.map((type) => type.extension)
 
 /** Stock numbers whose downloaded raw image's type a process remembers (`storedRawExtension`). */
 const RAW_EXTENSIONS_KEPT = 1024
-
-/**
- * A full garbage collection, if the process was started with `--expose-gc` (the stack sets
- * `NODE_OPTIONS=--expose-gc` on the function): V8 frees the Buffers of finished steps only when it
- * gets round to it, and until then they count in RSS. Without the flag, nothing happens.
- */
-const collectGarbage = () => (globalThis as { gc?: () => void }).gc?.()
 
 export interface StepOptions {
   /**
@@ -111,7 +105,7 @@ export const makeThumbnailSteps = Effect.fnUntraced(function*(options: StepOptio
       Effect.sync(() => {
         if (process.memoryUsage.rss() < budget * 0.85 * 1024 * 1024) return
         // only when Buffers (raw images, chunks) are what fills memory: small images skip the cost
-        if (process.memoryUsage().arrayBuffers >= 4 * 1024 * 1024) collectGarbage()
+        collectGarbageHoldingBuffers(4 * 1024 * 1024)
       })
   })
   const rawImagePermits = yield* Semaphore.make(options.rawImagesInMemory)
