@@ -348,7 +348,9 @@ describe("through the engine", () => {
         const byStock = new Map(dead.map((entry) => [entry.body.stock_no, entry]))
         assert.strictEqual(dead.length, 3)
         assert.deepInclude(byStock.get("STK000004"), { tag: "CorruptImage", step: "thumbnail_200" })
-        assert.include(byStock.get("STK000004")!.reason, "premature end")
+        // libvips says "premature end" of a truncated JPEG; with several images decoding at once its
+        // one error buffer can lose that line to another thread, and sharp's own is left
+        assert.match(byStock.get("STK000004")!.reason, /^corrupt or truncated image: .*(premature end|Warning treated as error)/)
         assert.deepInclude(byStock.get("STK404"), { tag: "ImageNotFound", step: "download" })
         assert.deepInclude(byStock.get("../../etc/passwd"), { tag: "SchemaViolation", step: "decode" })
         assert.include(byStock.get("../../etc/passwd")!.reason, "stock_no must be")
