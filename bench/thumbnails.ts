@@ -25,8 +25,8 @@
  *      moto's S3 but the queue in memory, which tells moto's SQS share of the difference.
  *    The pipeline's rounds receive the next batch while one runs and delete in the background, as
  *    the agent does. Each round takes the set in a shuffled order of its own, the same for every
- *    row: the producer sends in it, the peers work in it. And the queue requests per transition on the memory queue, one step per pass
- *    and run ahead.
+ *    row: the producer sends in it, the peers work in it. And the queue requests per transition on
+ *    the memory queue, one step per pass and run ahead.
  *
  * Options (environment): BENCH_IMAGES (sample set size, default 20), BENCH_ROUNDS (default 5),
  * THUMBNAIL_SIZES (default 100,200).
