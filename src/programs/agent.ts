@@ -154,8 +154,17 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   const slots = yield* Semaphore.make(options.concurrency)
   const workers = yield* FiberSet.make<void, never>()
 
+  /**
+   * The messages this agent is working on, by id, with the receipt handle of the latest copy
+   * received. A standard queue may deliver a message again while it is worked on (SQS at least
+   * once; moto when receives overlap; any queue once a visibility timeout lapses): the copy is not
+   * run again, and its handle, the only one the queue is sure to honour, is the one extended and
+   * deleted.
+   */
+  const working = new Map<string, string>()
+
   const entries = (messages: ReadonlyArray<QueueMessage>) =>
-    messages.map((message, index) => ({ id: `e${index}`, receiptHandle: message.receiptHandle }))
+    messages.map((message, index) => ({ id: `e${index}`, receiptHandle: working.get(message.messageId) ?? message.receiptHandle }))
 
   const heartbeat = (messages: ReadonlyArray<QueueMessage>) =>
     queue.changeVisibility(options.queueUrl, entries(messages), visibilityTimeout).pipe(
@@ -210,7 +219,10 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       for (const [reason, count] of Object.entries(result.figures?.deadLetteredBy ?? {})) {
         deadLetteredBy.set(reason, (deadLetteredBy.get(reason) ?? 0) + count)
       }
-    }).pipe(Effect.ensuring(freeSlots))
+    }).pipe(
+      Effect.ensuring(freeSlots),
+      Effect.ensuring(Effect.sync(() => messages.forEach((message) => working.delete(message.messageId))))
+    )
   }
 
   /** Takes one free slot (waiting for it), then as many more as are free, up to a batch of 10. */
@@ -377,14 +389,32 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     return Option.isSome(received) ? messages : yield* Cause.done()
   })
 
+  /** Copies of messages being worked on: their newest handles are kept, their slots freed. */
+  const foldCopies = (received: ReadonlyArray<QueueMessage>) =>
+    Effect.suspend(() => {
+      const fresh = new Map<string, QueueMessage>()
+      for (const message of received) {
+        if (working.has(message.messageId)) working.set(message.messageId, message.receiptHandle)
+        // a copy in the same batch: the later handle
+        else fresh.set(message.messageId, message)
+      }
+      const copies = received.length - fresh.size
+      return copies === 0 ? Effect.succeed(received) : Semaphore.release(slots, copies).pipe(
+        Effect.andThen(Effect.logDebug(`received ${copies} copies of messages already being worked on: not run again`)),
+        Effect.as([...fresh.values()])
+      )
+    })
+
   /** Works a batch in the background, or, received as the stop landed, hands it straight back. */
-  const dispatch = (messages: ReadonlyArray<QueueMessage>): Effect.Effect<unknown, never, MessageQueue> =>
-    stopping()
-      ? release(messages).pipe(Effect.andThen(Semaphore.release(slots, messages.length)))
-      : Effect.sync(() => {
-        totals.received += messages.length
-        totals.inFlight += messages.length
-      }).pipe(Effect.andThen(FiberSet.run(workers, work(messages))))
+  const dispatch = (received: ReadonlyArray<QueueMessage>): Effect.Effect<unknown, never, MessageQueue> =>
+    Effect.flatMap(foldCopies(received), (messages) =>
+      messages.length === 0 ? Effect.void : stopping()
+        ? release(messages).pipe(Effect.andThen(Semaphore.release(slots, messages.length)))
+        : Effect.sync(() => {
+          totals.received += messages.length
+          totals.inFlight += messages.length
+          for (const message of messages) working.set(message.messageId, message.receiptHandle)
+        }).pipe(Effect.andThen(FiberSet.run(workers, work(messages)))))
 
   const poll = Stream.fromEffectRepeat(nextBatch).pipe(
     // SQS's message counts are approximate and lag: only believe "empty" after a receive found nothing too

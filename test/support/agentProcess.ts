@@ -32,6 +32,10 @@ export const assertJsonLogLines = (stderr: string) => {
   }
 }
 
+/** The lines worth reading when a summary is off: warnings, errors and the summary itself. */
+const notableLines = (stderr: string) =>
+  stderr.split("\n").filter((line) => /WARN|ERROR|"done":/.test(line)).join("\n")
+
 export const describeAgentProcess = (name: BackendName) => {
   afterEach(killRunningClis)
   afterAll(cleanUpBackends)
@@ -51,7 +55,11 @@ export const describeAgentProcess = (name: BackendName) => {
       assert.strictEqual((await backend.keys("finished/")).length, 50)
       assert.strictEqual((await backend.keys("runs/greet/")).length, 50, "each step ran once per record")
       assert.deepStrictEqual(await backend.counts(), { visible: 0, inFlight: 0, dead: 0 })
-      assert.include(agent.stderr, `"done":50,"deadLettered":0,"retried":0,"duplicates":0,"transitions":150`)
+      assert.include(
+        agent.stderr,
+        `"done":50,"deadLettered":0,"retried":0,"duplicates":0,"transitions":150`,
+        `the agent's summary, with its warnings:\n${notableLines(agent.stderr)}`
+      )
       assertJsonLogLines(agent.stderr)
     })
 
