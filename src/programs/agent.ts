@@ -167,7 +167,8 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     messages.map((message, index) => ({ id: `e${index}`, receiptHandle: working.get(message.messageId) ?? message.receiptHandle }))
 
   const heartbeat = (messages: ReadonlyArray<QueueMessage>) =>
-    queue.changeVisibility(options.queueUrl, entries(messages), visibilityTimeout).pipe(
+    // each beat with the newest handles: a copy received since replaces its message's
+    Effect.suspend(() => queue.changeVisibility(options.queueUrl, entries(messages), visibilityTimeout)).pipe(
       Effect.tap((result) =>
         result.failed.length === 0 ? Effect.void : Effect.logWarning(`heartbeat: ${result.failed.length} messages could not be extended`)
       ),

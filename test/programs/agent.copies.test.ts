@@ -21,6 +21,10 @@ interface Redelivery {
   readonly records: number
   readonly concurrency: number
   readonly batchWindow?: Duration.Input
+  /** The queue's visibility timeout in seconds (default 30): the agent's heartbeat beats every third of it. */
+  readonly visibilityTimeout?: number
+  /** How long the runner takes a batch (default 2 s). */
+  readonly runFor?: Duration.Input
 }
 
 const observe = (redelivery: Redelivery) =>
@@ -30,14 +34,20 @@ const observe = (redelivery: Redelivery) =>
     const batches: Array<ReadonlyArray<string>> = []
     let first: QueueMessage | undefined
     let redelivered = false
+    /** Heartbeat entries the queue refused (a stale receipt handle). */
+    let refusedExtensions = 0
     /** Makes the first message visible again: the next receive brings a copy with a new handle. */
     const redeliverFirst = Effect.suspend(() => {
       if (first === undefined || redelivered) return Effect.void
       redelivered = true
-      return Effect.asVoid(base.changeVisibility(QUEUE, [{ id: "again", receiptHandle: first.receiptHandle }], 0))
+      return Effect.asVoid(base.changeVisibility(QUEUE, [{ id: "again", receiptHandle: first.receiptHandle }], 0)).pipe(Effect.orDie)
     })
     const queue = MessageQueue.of({
       ...base,
+      changeVisibility: (queueUrl, entries, seconds) =>
+        base.changeVisibility(queueUrl, entries, seconds).pipe(
+          Effect.tap((result) => Effect.sync(() => (refusedExtensions += seconds > 0 ? result.failed.length : 0)))
+        ),
       receive: (queueUrl, options) =>
         (redelivery.when === "gathering" ? redeliverFirst : Effect.void).pipe(
           Effect.andThen(base.receive(queueUrl, options)),
@@ -49,7 +59,7 @@ const observe = (redelivery: Redelivery) =>
         Effect.sync(() => batches.push(messages.map((message) => message.messageId))).pipe(
           Effect.andThen(redelivery.when === "running" ? redeliverFirst : Effect.void),
           // long enough for the agent's next receives to bring the copy while this batch runs
-          Effect.andThen(Effect.sleep("2 seconds")),
+          Effect.andThen(Effect.sleep(redelivery.runFor ?? "2 seconds")),
           Effect.as({ failed: new Set<string>(), outcomes: Option.none() })
         )
     })
@@ -65,10 +75,11 @@ const observe = (redelivery: Redelivery) =>
     yield* TestClock.adjust("10 seconds")
     const stats = yield* Fiber.join(agent)
     const attributes = yield* base.attributes(QUEUE)
-    return { stats, batches, redelivered, firstId: first?.messageId, attributes }
+    return { stats, batches, redelivered, refusedExtensions, firstId: first?.messageId ?? "none received", attributes }
   })
 
-const run = (redelivery: Redelivery) => observe(redelivery).pipe(Effect.provide(MessageQueue.layerMemory({ [QUEUE]: { visibilityTimeout: 30 } })))
+const run = (redelivery: Redelivery) =>
+  observe(redelivery).pipe(Effect.provide(MessageQueue.layerMemory({ [QUEUE]: { visibilityTimeout: redelivery.visibilityTimeout ?? 30 } })))
 
 describe("agent: a message delivered again while it is worked on (TestClock)", () => {
   it.effect("a copy received while its batch runs is not run again; the message is deleted with the copy's handle", () =>
@@ -98,6 +109,17 @@ describe("agent: a message delivered again while it is worked on (TestClock)", (
       assert.isTrue(observed.redelivered)
       assert.deepStrictEqual(observed.batches, [[observed.firstId]], "one batch of one")
       assert.strictEqual(observed.stats.received, 1)
+      assert.strictEqual(observed.attributes.approximateVisible + observed.attributes.approximateInFlight, 0)
+    }))
+
+  it.effect("the heartbeat goes on with the copy's handle: the message stays hidden until its run ends", () =>
+    Effect.gen(function*() {
+      // 3 s visibility, a beat every second, a 7 s run: beats with the first handle would be refused
+      // and the message would come back at 3 s
+      const observed = yield* run({ when: "running", records: 1, concurrency: 10, visibilityTimeout: 3, runFor: "7 seconds" })
+      assert.isTrue(observed.redelivered)
+      assert.strictEqual(observed.refusedExtensions, 0)
+      assert.deepStrictEqual(observed.batches, [[observed.firstId]])
       assert.strictEqual(observed.attributes.approximateVisible + observed.attributes.approximateInFlight, 0)
     }))
 })
