@@ -65,6 +65,8 @@ export const BatchWindowSetting: Config.Config<Duration.Duration> = setting("PIP
 
 /** The arrival rate is estimated from the messages received over this span. */
 const RATE_SPAN_MILLIS = 2000
+/** How many of the messages it deleted last the agent remembers, to tell a late copy of one. */
+const DELETED_REMEMBERED = 10_000
 
 export interface AgentStats {
   readonly received: number
@@ -162,6 +164,17 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
    * deleted.
    */
   const working = new Map<string, string>()
+  /**
+   * The ids of the messages this agent deleted last, oldest first. A copy that arrives after its
+   * message was worked off (SQS may deliver a deleted message again; so does moto when a slower
+   * overlapping receive answers late) is deleted without running: run, it would fork the chain
+   * where no ledger stops it.
+   */
+  const deletedLately = new Set<string>()
+  const rememberDeleted = (messageId: string) => {
+    deletedLately.add(messageId)
+    if (deletedLately.size > DELETED_REMEMBERED) deletedLately.delete(deletedLately.values().next().value!)
+  }
 
   const entries = (messages: ReadonlyArray<QueueMessage>) =>
     messages.map((message, index) => ({ id: `e${index}`, receiptHandle: working.get(message.messageId) ?? message.receiptHandle }))
@@ -201,6 +214,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       yield* freeSlots
       const succeeded = messages.filter((message) => !result.failed.has(message.messageId))
       const failures = yield* deleteAll(options.queueUrl, entries(succeeded), briefRetry)
+      succeeded.forEach((message, index) => failures.has(`e${index}`) || rememberDeleted(message.messageId))
       if (failures.size > 0) {
         const reason = [...failures.values()][0]!.message
         yield* Effect.logWarning(`could not delete ${failures.size} handled messages (${reason}); they will be redelivered`)
@@ -390,18 +404,31 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
     return Option.isSome(received) ? messages : yield* Cause.done()
   })
 
-  /** Copies of messages being worked on: their newest handles are kept, their slots freed. */
+  /**
+   * Copies of messages being worked on: their newest handles are kept. Copies of messages already
+   * deleted: deleted again. Neither runs; their slots are freed.
+   */
   const foldCopies = (received: ReadonlyArray<QueueMessage>) =>
     Effect.suspend(() => {
       const fresh = new Map<string, QueueMessage>()
+      const late: Array<QueueMessage> = []
       for (const message of received) {
         if (working.has(message.messageId)) working.set(message.messageId, message.receiptHandle)
+        else if (deletedLately.has(message.messageId)) late.push(message)
         // a copy in the same batch: the later handle
         else fresh.set(message.messageId, message)
       }
       const copies = received.length - fresh.size
-      return copies === 0 ? Effect.succeed(received) : Semaphore.release(slots, copies).pipe(
-        Effect.andThen(Effect.logDebug(`received ${copies} copies of messages already being worked on: not run again`)),
+      if (copies === 0) return Effect.succeed(received)
+      const deleteLate = late.length === 0 ? Effect.void : FiberSet.run(
+        workers,
+        queue.delete(options.queueUrl, late.map((message, index) => ({ id: `e${index}`, receiptHandle: message.receiptHandle }))).pipe(
+          Effect.catch((error) => Effect.logDebug(`could not delete ${late.length} late copies (${error.message}): they come back and are deleted then`))
+        )
+      )
+      return Semaphore.release(slots, copies).pipe(
+        Effect.andThen(deleteLate),
+        Effect.andThen(Effect.logDebug(`received ${copies} copies of messages being worked on or done: not run again`)),
         Effect.as([...fresh.values()])
       )
     })

@@ -16,8 +16,11 @@ import { MessageQueue } from "../../src/services/MessageQueue.ts"
 const QUEUE = "work"
 
 interface Redelivery {
-  /** When the queue delivers the first message it handed out again: while its batch runs, or before its batch starts (gathered by a window). */
-  readonly when: "running" | "gathering"
+  /**
+   * When the queue delivers the first message it handed out again: while its batch runs, before its
+   * batch starts (gathered by a window), or after the agent deleted it (a late copy).
+   */
+  readonly when: "running" | "gathering" | "deleted"
   readonly records: number
   readonly concurrency: number
   readonly batchWindow?: Duration.Input
@@ -36,6 +39,8 @@ const observe = (redelivery: Redelivery) =>
     let redelivered = false
     /** Heartbeat entries the queue refused (a stale receipt handle). */
     let refusedExtensions = 0
+    const deletedHandles: Array<string> = []
+    const LATE_COPY = "late-copy-handle"
     /** Makes the first message visible again: the next receive brings a copy with a new handle. */
     const redeliverFirst = Effect.suspend(() => {
       if (first === undefined || redelivered) return Effect.void
@@ -44,6 +49,8 @@ const observe = (redelivery: Redelivery) =>
     })
     const queue = MessageQueue.of({
       ...base,
+      delete: (queueUrl, entries) =>
+        Effect.sync(() => deletedHandles.push(...entries.map((entry) => entry.receiptHandle))).pipe(Effect.andThen(base.delete(queueUrl, entries))),
       changeVisibility: (queueUrl, entries, seconds) =>
         base.changeVisibility(queueUrl, entries, seconds).pipe(
           Effect.tap((result) => Effect.sync(() => (refusedExtensions += seconds > 0 ? result.failed.length : 0)))
@@ -51,7 +58,13 @@ const observe = (redelivery: Redelivery) =>
       receive: (queueUrl, options) =>
         (redelivery.when === "gathering" ? redeliverFirst : Effect.void).pipe(
           Effect.andThen(base.receive(queueUrl, options)),
-          Effect.tap((messages) => Effect.sync(() => (first ??= messages[0])))
+          Effect.tap((messages) => Effect.sync(() => (first ??= messages[0]))),
+          // once the first message is deleted, the next receive brings a copy of it, as SQS may
+          Effect.map((messages) => {
+            if (redelivery.when !== "deleted" || redelivered || first === undefined || !deletedHandles.includes(first.receiptHandle)) return messages
+            redelivered = true
+            return [{ ...first, receiptHandle: LATE_COPY }, ...messages]
+          })
         )
     })
     const runner = BatchRunner.of({
@@ -75,7 +88,7 @@ const observe = (redelivery: Redelivery) =>
     yield* TestClock.adjust("10 seconds")
     const stats = yield* Fiber.join(agent)
     const attributes = yield* base.attributes(QUEUE)
-    return { stats, batches, redelivered, refusedExtensions, firstId: first?.messageId ?? "none received", attributes }
+    return { stats, batches, redelivered, refusedExtensions, lateCopyDeleted: deletedHandles.includes(LATE_COPY), firstId: first?.messageId ?? "none received", attributes }
   })
 
 const run = (redelivery: Redelivery) =>
@@ -121,5 +134,14 @@ describe("agent: a message delivered again while it is worked on (TestClock)", (
       assert.strictEqual(observed.refusedExtensions, 0)
       assert.deepStrictEqual(observed.batches, [[observed.firstId]])
       assert.strictEqual(observed.attributes.approximateVisible + observed.attributes.approximateInFlight, 0)
+    }))
+
+  it.effect("a copy that arrives after its message was deleted is deleted, not run", () =>
+    Effect.gen(function*() {
+      const observed = yield* run({ when: "deleted", records: 1, concurrency: 10 })
+      assert.isTrue(observed.redelivered)
+      assert.deepStrictEqual(observed.batches, [[observed.firstId]], "run once")
+      assert.isTrue(observed.lateCopyDeleted, "the copy is deleted with its own handle")
+      assert.strictEqual(observed.stats.received, 1)
     }))
 })
