@@ -341,7 +341,13 @@ const agentScenario = <E, L>(
     if (stats.failed > 0) problems.push(`${stats.failed} messages failed`)
     const left = yield* queue.attributes(queueUrl)
     const remaining = left.approximateVisible + left.approximateInFlight + left.approximateDelayed
-    if (remaining > 0) problems.push(`${remaining} messages left on the queue`)
+    if (remaining > 0) {
+      problems.push(
+        `${remaining} messages left on the queue (${left.approximateVisible} visible, ${left.approximateInFlight} in flight, ` +
+          `${left.approximateDelayed} delayed; the agent received ${stats.received}, handled ${stats.succeeded}, ` +
+          `had ${stats.receiveErrors} receive errors)`
+      )
+    }
     return {
       name,
       transitions: stats.succeeded,
