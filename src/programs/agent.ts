@@ -405,10 +405,12 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
   })
 
   /**
-   * Copies of messages being worked on: their newest handles are kept. Copies of messages already
-   * deleted: deleted again. Neither runs; their slots are freed.
+   * Works a batch in the background, or, received as the stop landed, hands it straight back.
+   * Copies of messages being worked on keep only their newest handles; copies of messages deleted
+   * lately are deleted again; neither runs. Which is which is decided and recorded in one step, so
+   * that two receives answering at once with the same message cannot both run it.
    */
-  const foldCopies = (received: ReadonlyArray<QueueMessage>) =>
+  const dispatch = (received: ReadonlyArray<QueueMessage>): Effect.Effect<unknown, never, MessageQueue> =>
     Effect.suspend(() => {
       const fresh = new Map<string, QueueMessage>()
       const late: Array<QueueMessage> = []
@@ -418,31 +420,31 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
         // a copy in the same batch: the later handle
         else fresh.set(message.messageId, message)
       }
-      const copies = received.length - fresh.size
-      if (copies === 0) return Effect.succeed(received)
+      const messages = fresh.size === received.length ? received : [...fresh.values()]
+      const copies = received.length - messages.length
+      const handBack = stopping()
+      if (!handBack) {
+        totals.received += messages.length
+        totals.inFlight += messages.length
+        for (const message of messages) working.set(message.messageId, message.receiptHandle)
+      }
       const deleteLate = late.length === 0 ? Effect.void : FiberSet.run(
         workers,
         queue.delete(options.queueUrl, late.map((message, index) => ({ id: `e${index}`, receiptHandle: message.receiptHandle }))).pipe(
           Effect.catch((error) => Effect.logDebug(`could not delete ${late.length} late copies (${error.message}): they come back and are deleted then`))
         )
       )
-      return Semaphore.release(slots, copies).pipe(
+      const settleCopies = copies === 0 ? Effect.void : Semaphore.release(slots, copies).pipe(
         Effect.andThen(deleteLate),
-        Effect.andThen(Effect.logDebug(`received ${copies} copies of messages being worked on or done: not run again`)),
-        Effect.as([...fresh.values()])
+        Effect.andThen(Effect.logDebug(`received ${copies} copies of messages being worked on or done: not run again`))
       )
-    })
-
-  /** Works a batch in the background, or, received as the stop landed, hands it straight back. */
-  const dispatch = (received: ReadonlyArray<QueueMessage>): Effect.Effect<unknown, never, MessageQueue> =>
-    Effect.flatMap(foldCopies(received), (messages) =>
-      messages.length === 0 ? Effect.void : stopping()
+      const start = messages.length === 0
+        ? Effect.void
+        : handBack
         ? release(messages).pipe(Effect.andThen(Semaphore.release(slots, messages.length)))
-        : Effect.sync(() => {
-          totals.received += messages.length
-          totals.inFlight += messages.length
-          for (const message of messages) working.set(message.messageId, message.receiptHandle)
-        }).pipe(Effect.andThen(FiberSet.run(workers, work(messages)))))
+        : FiberSet.run(workers, work(messages))
+      return Effect.andThen(settleCopies, start)
+    })
 
   const poll = Stream.fromEffectRepeat(nextBatch).pipe(
     // SQS's message counts are approximate and lag: only believe "empty" after a receive found nothing too
