@@ -430,7 +430,7 @@ export const runAgent = Effect.fn("agent")(function*(options: AgentOptions) {
       }
       const deleteLate = late.length === 0 ? Effect.void : FiberSet.run(
         workers,
-        queue.delete(options.queueUrl, late.map((message, index) => ({ id: `e${index}`, receiptHandle: message.receiptHandle }))).pipe(
+        queue.delete(options.queueUrl, entries(late)).pipe(
           Effect.catch((error) => Effect.logDebug(`could not delete ${late.length} late copies (${error.message}): they come back and are deleted then`))
         )
       )
